@@ -1,0 +1,218 @@
+//! The system of record behind one interface: SQLite (embedded default) or PostgreSQL.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::Money;
+use crate::ledger::{Entry, Transaction, TransactionKind};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (a lead sold twice, a second return).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or did not answer in time.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingStatus {
+    Offer,
+    NoBid,
+    Sold,
+    Unsold,
+}
+
+impl PingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PingStatus::Offer => "offer",
+            PingStatus::NoBid => "no_bid",
+            PingStatus::Sold => "sold",
+            PingStatus::Unsold => "unsold",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PingStatus> {
+        Some(match text {
+            "offer" => PingStatus::Offer,
+            "no_bid" => PingStatus::NoBid,
+            "sold" => PingStatus::Sold,
+            "unsold" => PingStatus::Unsold,
+            _ => return None,
+        })
+    }
+}
+
+/// One buyer's part in an auction, as recorded.
+#[derive(Debug, Clone)]
+pub struct BidRecord {
+    pub buyer_id: String,
+    /// `bid`, `no_bid`, `timeout`, `error`, or `below_floor`.
+    pub outcome: &'static str,
+    pub price: Option<Money>,
+    pub floor: Money,
+    pub bid_id: Option<String>,
+    pub reason: Option<String>,
+    pub latency_ms: i64,
+    /// Place in the ranking (1 = winner) for valid bids at or above the floor.
+    pub rank: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPing {
+    pub id: String,
+    pub seller_id: String,
+    pub vertical: String,
+    pub sub_id: Option<String>,
+    /// The non-PII lead fields as JSON text.
+    pub lead_json: String,
+    pub status: PingStatus,
+    pub price: Option<Money>,
+    pub payout: Option<Money>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub bids: Vec<BidRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PingRow {
+    pub id: String,
+    pub seller_id: String,
+    pub vertical: String,
+    pub lead_json: String,
+    pub status: PingStatus,
+    pub payout: Option<Money>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub lead_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RankedBid {
+    pub buyer_id: String,
+    pub price: Money,
+    pub bid_id: Option<String>,
+}
+
+/// The outcome of trying to take a ping for posting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request may deliver the lead.
+    Claimed,
+    /// Another request is delivering it now.
+    Busy { body_hash: String },
+    /// It was posted already; the first result, to return again for the same body.
+    Done { body_hash: String, result_json: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct PostAttempt {
+    pub buyer_id: String,
+    /// `accepted`, `rejected`, `timeout`, `error`, or `dedupe`.
+    pub outcome: &'static str,
+    pub price: Money,
+    pub reason: Option<String>,
+    pub latency_ms: i64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSale {
+    pub lead_id: String,
+    pub ping_id: String,
+    pub buyer_id: String,
+    pub seller_id: String,
+    pub vertical: String,
+    pub price: Money,
+    pub payout: Money,
+    pub buyer_lead_id: Option<String>,
+    pub transaction: Transaction,
+    /// Keyed hashes of the lead's phone and email, for this buyer's dedupe.
+    pub dedupe_keys: Vec<String>,
+    pub result_json: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaleRow {
+    pub lead_id: String,
+    pub buyer_id: String,
+    pub seller_id: String,
+    pub price: Money,
+    pub transaction_id: String,
+    pub entries: Vec<Entry>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewReturn {
+    pub lead_id: String,
+    pub buyer_id: String,
+    pub reason: String,
+    pub transaction: Transaction,
+}
+
+/// One ledger entry with its transaction's facts, as statements and exports show it.
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    pub transaction_id: String,
+    pub time: DateTime<Utc>,
+    pub kind: TransactionKind,
+    pub account: String,
+    pub amount_cents: i64,
+    pub lead_id: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies the migrations of this backend; safe to run again.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Succeeds when the database answers.
+    async fn check(&self) -> StoreResult<()>;
+    /// The server's secret for keyed hashes, made once and kept in the database.
+    async fn server_secret(&self) -> StoreResult<Vec<u8>>;
+
+    /// Records a ping and every buyer's outcome in one transaction.
+    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()>;
+    async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>>;
+    /// The valid bids of a ping, best first.
+    async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>>;
+
+    /// Takes the ping for posting unless someone holds it (a claim older than its lease is void).
+    async fn claim_post(&self, ping_id: &str, body_hash: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Claim>;
+    /// Gives a claim back after a failure that sold nothing, so the offer can be posted again.
+    async fn release_claim(&self, ping_id: &str) -> StoreResult<()>;
+    /// Whether this buyer bought a lead with one of these keys since `since`.
+    async fn dedupe_hit(&self, buyer_id: &str, keys: &[String], since: DateTime<Utc>) -> StoreResult<bool>;
+    /// Sale, ledger transaction, dedupe keys, attempts and the ping's result, in one transaction.
+    async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()>;
+    /// The ping ends unsold; its attempts and result are kept.
+    async fn record_unsold(&self, ping_id: &str, result_json: &str, attempts: &[PostAttempt]) -> StoreResult<()>;
+
+    async fn get_sale(&self, lead_id: &str) -> StoreResult<Option<SaleRow>>;
+    /// The return and its reversing transaction; `Conflict` if the lead was returned already.
+    async fn record_return(&self, ret: &NewReturn) -> StoreResult<()>;
+    /// An account's entries with `from <= time < to`, oldest first.
+    async fn account_entries(&self, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<EntryRow>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store the URL names: `sqlite://…` or `postgres://…`.
+pub async fn connect(database_url: &str) -> anyhow::Result<DynStore> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(database_url).await?))
+    } else {
+        anyhow::bail!("database_url must start with sqlite: (postgres: is not built yet)")
+    }
+}

@@ -1,0 +1,387 @@
+//! The embedded default: the system of record in one SQLite file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::*;
+use crate::ledger::Transaction;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn money(cents: Option<i64>) -> Option<Money> {
+    cents.map(Money::from_cents)
+}
+
+/// Sorts a database error into what the caller can act on.
+pub(super) fn classify(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(error.into())
+        }
+        _ => StoreError::Other(error.into()),
+    }
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| "parsing the SQLite database_url")?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL loses nothing when the process dies (kill -9); only a power
+            // cut can take the last commits, which FULL would keep at an fsync per commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .with_context(|| "opening the SQLite database")?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        // IMMEDIATE takes the write lock up front, so a transaction never fails half-way
+        // on a lock upgrade; other writers wait up to busy_timeout.
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+    }
+}
+
+async fn insert_transaction(tx: &mut sqlx::SqliteConnection, t: &Transaction) -> StoreResult<()> {
+    t.check_balanced().map_err(|e| StoreError::Other(e.into()))?;
+    let at = micros(t.created_at);
+    for entry in &t.entries {
+        sqlx::query("insert into ledger_entry (transaction_id, account, amount_cents, created_at) values (?, ?, ?, ?)")
+            .bind(&t.id)
+            .bind(&entry.account)
+            .bind(entry.amount_cents)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    sqlx::query("insert into ledger_transaction (id, kind, lead_id, reverses, created_at) values (?, ?, ?, ?, ?)")
+        .bind(&t.id)
+        .bind(t.kind.as_str())
+        .bind(&t.lead_id)
+        .bind(&t.reverses)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+async fn insert_attempts(tx: &mut sqlx::SqliteConnection, ping_id: &str, attempts: &[PostAttempt]) -> StoreResult<()> {
+    for a in attempts {
+        sqlx::query("insert into post_attempt (ping_id, buyer_id, outcome, price_cents, reason, latency_ms, created_at) values (?, ?, ?, ?, ?, ?, ?)")
+            .bind(ping_id)
+            .bind(&a.buyer_id)
+            .bind(a.outcome)
+            .bind(a.price.cents())
+            .bind(&a.reason)
+            .bind(a.latency_ms)
+            .bind(micros(a.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(anyhow::Error::new(e).context("applying SQLite migrations")))
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        sqlx::query("select 1").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn server_secret(&self) -> StoreResult<Vec<u8>> {
+        let fresh: [u8; 32] = rand::random();
+        sqlx::query("insert into server_secret (name, value, created_at) values ('dedupe', ?, ?) on conflict (name) do nothing")
+            .bind(fresh.as_slice())
+            .bind(micros(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let row = sqlx::query("select value from server_secret where name = 'dedupe'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.get::<Vec<u8>, _>(0))
+    }
+
+    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let at = micros(ping.created_at);
+        sqlx::query("insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price_cents, payout_cents, expires_at, created_at, post_state) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(&ping.id)
+            .bind(&ping.seller_id)
+            .bind(&ping.vertical)
+            .bind(&ping.sub_id)
+            .bind(&ping.lead_json)
+            .bind(ping.status.as_str())
+            .bind(ping.price.map(|m| m.cents()))
+            .bind(ping.payout.map(|m| m.cents()))
+            .bind(ping.expires_at.map(micros))
+            .bind(at)
+            .bind(if ping.status == PingStatus::Offer { "open" } else { "done" })
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for b in &ping.bids {
+            sqlx::query("insert into bid (ping_id, buyer_id, outcome, price_cents, floor_cents, bid_id, reason, latency_ms, rank, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(&ping.id)
+                .bind(&b.buyer_id)
+                .bind(b.outcome)
+                .bind(b.price.map(|m| m.cents()))
+                .bind(b.floor.cents())
+                .bind(&b.bid_id)
+                .bind(&b.reason)
+                .bind(b.latency_ms)
+                .bind(b.rank)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>> {
+        let row = sqlx::query("select id, seller_id, vertical, lead_json, status, payout_cents, expires_at, lead_id from ping where id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|r| {
+            let status: String = r.get("status");
+            Ok(PingRow {
+                id: r.get("id"),
+                seller_id: r.get("seller_id"),
+                vertical: r.get("vertical"),
+                lead_json: r.get("lead_json"),
+                status: PingStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
+                payout: money(r.get("payout_cents")),
+                expires_at: r.get::<Option<i64>, _>("expires_at").map(time),
+                lead_id: r.get("lead_id"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {
+        let rows = sqlx::query("select buyer_id, price_cents, bid_id from bid where ping_id = ? and rank is not null order by rank")
+            .bind(ping_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RankedBid {
+                buyer_id: r.get("buyer_id"),
+                price: Money::from_cents(r.get("price_cents")),
+                bid_id: r.get("bid_id"),
+            })
+            .collect())
+    }
+
+    async fn claim_post(&self, ping_id: &str, body_hash: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Claim> {
+        let claimed = sqlx::query("update ping set post_state = 'posting', post_body_hash = ?, post_lease_until = ? where id = ? and status = 'offer' and (post_state = 'open' or (post_state = 'posting' and post_lease_until < ?))")
+            .bind(body_hash)
+            .bind(micros(lease_until))
+            .bind(ping_id)
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        if claimed == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let row = sqlx::query("select post_state, post_body_hash, post_result from ping where id = ?")
+            .bind(ping_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let state: String = row.get("post_state");
+        let body_hash: String = row.get::<Option<String>, _>("post_body_hash").unwrap_or_default();
+        match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
+            ("done", Some(result_json)) => Ok(Claim::Done { body_hash, result_json }),
+            _ => Ok(Claim::Busy { body_hash }),
+        }
+    }
+
+    async fn release_claim(&self, ping_id: &str) -> StoreResult<()> {
+        sqlx::query("update ping set post_state = 'open', post_body_hash = null, post_lease_until = null where id = ? and post_state = 'posting'")
+            .bind(ping_id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn dedupe_hit(&self, buyer_id: &str, keys: &[String], since: DateTime<Utc>) -> StoreResult<bool> {
+        for key in keys {
+            let hit = sqlx::query("select 1 from dedupe_key where buyer_id = ? and key_hash = ? and created_at >= ? limit 1")
+                .bind(buyer_id)
+                .bind(key)
+                .bind(micros(since))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+            if hit.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let at = micros(sale.transaction.created_at);
+        insert_transaction(&mut tx, &sale.transaction).await?;
+        sqlx::query("insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price_cents, payout_cents, buyer_lead_id, transaction_id, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(&sale.lead_id)
+            .bind(&sale.ping_id)
+            .bind(&sale.buyer_id)
+            .bind(&sale.seller_id)
+            .bind(&sale.vertical)
+            .bind(sale.price.cents())
+            .bind(sale.payout.cents())
+            .bind(&sale.buyer_lead_id)
+            .bind(&sale.transaction.id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for key in &sale.dedupe_keys {
+            sqlx::query("insert into dedupe_key (buyer_id, key_hash, created_at) values (?, ?, ?)")
+                .bind(&sale.buyer_id)
+                .bind(key)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        insert_attempts(&mut tx, &sale.ping_id, attempts).await?;
+        let updated = sqlx::query("update ping set status = 'sold', post_state = 'done', post_result = ?, lead_id = ? where id = ? and status = 'offer'")
+            .bind(&sale.result_json)
+            .bind(&sale.lead_id)
+            .bind(&sale.ping_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Conflict("the ping is no longer open for a sale".into()));
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn record_unsold(&self, ping_id: &str, result_json: &str, attempts: &[PostAttempt]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_attempts(&mut tx, ping_id, attempts).await?;
+        sqlx::query("update ping set status = 'unsold', post_state = 'done', post_result = ? where id = ? and status = 'offer'")
+            .bind(result_json)
+            .bind(ping_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn get_sale(&self, lead_id: &str) -> StoreResult<Option<SaleRow>> {
+        let Some(row) = sqlx::query("select lead_id, buyer_id, seller_id, price_cents, transaction_id, created_at from sale where lead_id = ?")
+            .bind(lead_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?
+        else {
+            return Ok(None);
+        };
+        let transaction_id: String = row.get("transaction_id");
+        let entries = sqlx::query("select account, amount_cents from ledger_entry where transaction_id = ? order by id")
+            .bind(&transaction_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?
+            .into_iter()
+            .map(|r| Entry { account: r.get("account"), amount_cents: r.get("amount_cents") })
+            .collect();
+        Ok(Some(SaleRow {
+            lead_id: row.get("lead_id"),
+            buyer_id: row.get("buyer_id"),
+            seller_id: row.get("seller_id"),
+            price: Money::from_cents(row.get("price_cents")),
+            transaction_id,
+            entries,
+            created_at: time(row.get("created_at")),
+        }))
+    }
+
+    async fn record_return(&self, ret: &NewReturn) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // The return row first: its primary key makes a second return a conflict at once.
+        sqlx::query("insert into lead_return (lead_id, buyer_id, reason, transaction_id, created_at) values (?, ?, ?, ?, ?)")
+            .bind(&ret.lead_id)
+            .bind(&ret.buyer_id)
+            .bind(&ret.reason)
+            .bind(&ret.transaction.id)
+            .bind(micros(ret.transaction.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        insert_transaction(&mut tx, &ret.transaction).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn account_entries(&self, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<EntryRow>> {
+        let rows = sqlx::query("select t.id, t.created_at, t.kind, e.account, e.amount_cents, t.lead_id from ledger_entry e join ledger_transaction t on t.id = e.transaction_id where e.account = ? and e.created_at >= ? and e.created_at < ? order by e.created_at, e.id")
+            .bind(account)
+            .bind(micros(from))
+            .bind(micros(to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| {
+                let kind: String = r.get(2);
+                Ok(EntryRow {
+                    transaction_id: r.get(0),
+                    time: time(r.get(1)),
+                    kind: TransactionKind::parse(&kind).ok_or_else(|| anyhow::anyhow!("unknown transaction kind"))?,
+                    account: r.get(3),
+                    amount_cents: r.get(4),
+                    lead_id: r.get(5),
+                })
+            })
+            .collect()
+    }
+}
