@@ -1,1 +1,63 @@
-fn main() {}
+//! The `pingpost` command: serve the exchange, apply migrations, or run the demo buyers.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use pingpost::config::Config;
+use pingpost::startup::Application;
+use pingpost::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "pingpost", version, about = "A ping-post lead exchange")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the exchange (applies migrations first).
+    Serve {
+        #[arg(long, env = "PINGPOST_CONFIG", default_value = "exchange.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "pretty")]
+        log_format: LogFormat,
+    },
+    /// Apply the database migrations and exit. Safe to run again.
+    Migrate {
+        #[arg(long, env = "PINGPOST_CONFIG", default_value = "exchange.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, log_format } => {
+            telemetry::init(log_format);
+            let config = load(&config)?;
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(config).await?;
+                tracing::info!(port = app.port(), "pingpost is serving");
+                app.run_until_stopped().await.context("serving")
+            })
+        }
+        Command::Migrate { config } => {
+            telemetry::init(LogFormat::Pretty);
+            let config = load(&config)?;
+            actix_web::rt::System::new().block_on(async move {
+                let store = pingpost::store::connect(&config.database_url).await?;
+                store.migrate().await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            })
+        }
+    }
+}
+
+/// A configuration error ends start-up with its one-line message (file, key, problem).
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -116,6 +116,14 @@ pub enum Claim {
     Done { body_hash: String, result_json: String },
 }
 
+/// Where a ping's posting stands, read without changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostState {
+    Open,
+    Busy { body_hash: String },
+    Done { body_hash: String, result_json: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct PostAttempt {
     pub buyer_id: String,
@@ -190,6 +198,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes the ping for posting unless someone holds it (a claim older than its lease is void).
     async fn claim_post(&self, ping_id: &str, body_hash: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Claim>;
+    async fn post_state(&self, ping_id: &str) -> StoreResult<PostState>;
     /// Gives a claim back after a failure that sold nothing, so the offer can be posted again.
     async fn release_claim(&self, ping_id: &str) -> StoreResult<()>;
     /// Whether this buyer bought a lead with one of these keys since `since`.

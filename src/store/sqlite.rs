@@ -225,17 +225,28 @@ impl Store for SqliteStore {
         if claimed == 1 {
             return Ok(Claim::Claimed);
         }
+        match self.post_state(ping_id).await? {
+            PostState::Done { body_hash, result_json } => Ok(Claim::Done { body_hash, result_json }),
+            PostState::Busy { body_hash } => Ok(Claim::Busy { body_hash }),
+            // Open but not claimable: the ping is not an offer (no bid), or it was just released.
+            PostState::Open => Ok(Claim::Busy { body_hash: String::new() }),
+        }
+    }
+
+    async fn post_state(&self, ping_id: &str) -> StoreResult<PostState> {
         let row = sqlx::query("select post_state, post_body_hash, post_result from ping where id = ?")
             .bind(ping_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
+        let Some(row) = row else { return Ok(PostState::Open) };
         let state: String = row.get("post_state");
         let body_hash: String = row.get::<Option<String>, _>("post_body_hash").unwrap_or_default();
-        match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
-            ("done", Some(result_json)) => Ok(Claim::Done { body_hash, result_json }),
-            _ => Ok(Claim::Busy { body_hash }),
-        }
+        Ok(match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
+            ("done", Some(result_json)) => PostState::Done { body_hash, result_json },
+            ("posting", _) => PostState::Busy { body_hash },
+            _ => PostState::Open,
+        })
     }
 
     async fn release_claim(&self, ping_id: &str) -> StoreResult<()> {

@@ -1,0 +1,177 @@
+//! Pings: validate the redacted lead, run the auction, record it, make the offer.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::auction::AuctionOutcome;
+use super::Exchange;
+use crate::config::Seller;
+use crate::domain::ids::new_ping_id;
+use crate::domain::lead::LeadRejection;
+use crate::domain::{Lead, LeadMode, Money, Vertical};
+use crate::error::ApiError;
+use crate::store::{NewPing, PingStatus};
+
+/// A ping (or the auction half of a direct post) as the route parsed it.
+pub struct PingInput {
+    pub vertical: String,
+    pub lead: Map<String, Value>,
+    pub sub_id: Option<String>,
+    pub floor: Option<Money>,
+}
+
+/// The seller's view of a ping: the body of `POST /v1/pings` and `GET /v1/pings/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PingView {
+    pub ping_id: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A recorded auction with its offer, if there was one.
+pub(super) struct Auctioned {
+    pub ping_id: String,
+    pub offer: Option<(Money, Money, DateTime<Utc>)>,
+}
+
+impl Exchange {
+    pub fn vertical(&self, id: &str) -> Result<&Vertical, ApiError> {
+        self.config
+            .verticals
+            .get(id)
+            .map(|v| v.as_ref())
+            .ok_or_else(|| ApiError::not_found("unknown_vertical", "no vertical has this id"))
+    }
+
+    pub fn validate_lead(&self, vertical: &Vertical, lead: &Map<String, Value>, mode: LeadMode) -> Result<Lead, ApiError> {
+        vertical.validate(lead, mode).map_err(|rejection| match rejection {
+            LeadRejection::PiiInPing(fields) => {
+                ApiError::validation("pii_in_ping", "a ping must not carry personal data", fields)
+            }
+            LeadRejection::Invalid(fields) => ApiError::validation("validation_failed", "the lead is not valid", fields),
+        })
+    }
+
+    pub async fn ping(&self, seller: &Seller, input: PingInput, received: Instant) -> Result<PingView, ApiError> {
+        let vertical = self.vertical(&input.vertical)?;
+        let lead = self.validate_lead(vertical, &input.lead, LeadMode::Ping)?;
+        let auctioned = self.auction_and_record(seller, vertical, &lead, &input, received).await?;
+        Ok(match auctioned.offer {
+            Some((_, payout, expires_at)) => PingView {
+                ping_id: auctioned.ping_id,
+                status: "offer",
+                payout: Some(payout),
+                currency: Some(self.config.currency.clone()),
+                expires_at: Some(rfc3339(expires_at)),
+                lead_id: None,
+            },
+            None => PingView { ping_id: auctioned.ping_id, status: "no_bid", payout: None, currency: None, expires_at: None, lead_id: None },
+        })
+    }
+
+    pub(super) async fn auction_and_record(
+        &self,
+        seller: &Seller,
+        vertical: &Vertical,
+        lead: &Lead,
+        input: &PingInput,
+        received: Instant,
+    ) -> Result<Auctioned, ApiError> {
+        let ping_id = new_ping_id();
+        let span = tracing::info_span!("ping", ping_id = %ping_id, seller = %seller.id, vertical = %vertical.id);
+        self.record_auction(ping_id, seller, vertical, lead, input, received).instrument(span).await
+    }
+
+    async fn record_auction(
+        &self,
+        ping_id: String,
+        seller: &Seller,
+        vertical: &Vertical,
+        lead: &Lead,
+        input: &PingInput,
+        received: Instant,
+    ) -> Result<Auctioned, ApiError> {
+        let AuctionOutcome { ranked, records, eligible } = self
+            .run_auction(&ping_id, seller, vertical, lead, input.floor, received)
+            .await
+            .map_err(ApiError::internal)?;
+        let now = Utc::now();
+        let offer = ranked.first().map(|winner| {
+            let payout = winner.price.share_floor(seller.payout_share);
+            let ttl = ChronoDuration::seconds(self.config.auction.offer_ttl_s as i64);
+            (winner.price, payout, now + ttl)
+        });
+        let ping = NewPing {
+            id: ping_id.clone(),
+            seller_id: seller.id.clone(),
+            vertical: vertical.id.clone(),
+            sub_id: input.sub_id.clone(),
+            lead_json: serde_json::to_string(&lead.ping_fields).map_err(|e| ApiError::internal(e.into()))?,
+            status: if offer.is_some() { PingStatus::Offer } else { PingStatus::NoBid },
+            price: offer.map(|o| o.0),
+            payout: offer.map(|o| o.1),
+            expires_at: offer.map(|o| o.2),
+            created_at: now,
+            bids: records,
+        };
+        self.store.insert_ping(&ping).await?;
+        tracing::info!(
+            eligible,
+            valid_bids = ranked.len(),
+            outcome = ping.status.as_str(),
+            latency_ms = received.elapsed().as_millis() as u64,
+            "auction finished"
+        );
+        Ok(Auctioned { ping_id, offer })
+    }
+
+    /// `GET /v1/pings/{id}`: only the seller that sent it sees it.
+    pub async fn ping_view(&self, seller: &Seller, ping_id: &str) -> Result<PingView, ApiError> {
+        let not_found = || ApiError::not_found("ping_not_found", "no ping with this id was sent by this seller");
+        let ping = self.store.get_ping(ping_id).await?.filter(|p| p.seller_id == seller.id).ok_or_else(not_found)?;
+        let mut view = PingView {
+            ping_id: ping.id.clone(),
+            status: ping.status.as_str(),
+            payout: ping.payout,
+            currency: ping.payout.map(|_| self.config.currency.clone()),
+            expires_at: ping.expires_at.map(rfc3339),
+            lead_id: ping.lead_id.clone(),
+        };
+        match ping.status {
+            PingStatus::Offer if ping.expires_at.is_some_and(|t| t <= Utc::now()) => view.status = "expired",
+            PingStatus::Sold => {
+                // The payout actually earned, which a fallback can make lower than the offer.
+                if let Some(sale) = match &ping.lead_id {
+                    Some(lead_id) => self.store.get_sale(lead_id).await?,
+                    None => None,
+                } {
+                    let account = crate::ledger::seller_account(&sale.seller_id);
+                    view.payout = sale.entries.iter().find(|e| e.account == account).map(|e| Money::from_cents(e.amount_cents));
+                }
+                view.expires_at = None;
+            }
+            PingStatus::NoBid | PingStatus::Unsold => {
+                view.payout = None;
+                view.currency = None;
+                view.expires_at = None;
+            }
+            PingStatus::Offer => {}
+        }
+        Ok(view)
+    }
+}

@@ -1,0 +1,67 @@
+//! Builds the application: storage, shared state, the exchange, and the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::buyer_client::BuyerClient;
+use crate::config::Config;
+use crate::exchange::Exchange;
+use crate::state::InProcessState;
+use crate::{routes, store};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    exchange: Arc<Exchange>,
+}
+
+/// How long a stopping server lets in-flight auctions and posts finish.
+const SHUTDOWN_TIMEOUT_S: u64 = 30;
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+        Application::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+        let store = store::connect(&config.database_url).await?;
+        store.migrate().await.context("applying migrations")?;
+        let hash_key = store.server_secret().await.context("reading the server secret")?;
+        let state = Arc::new(InProcessState::new());
+        let client = BuyerClient::new().context("building the buyer client")?;
+        let exchange = Arc::new(Exchange::new(Arc::new(config), store, state, client, hash_key));
+        let port = listener.local_addr()?.port();
+        let data = web::Data::from(exchange.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
+        .run();
+        Ok(Application { port, server, exchange })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn exchange(&self) -> Arc<Exchange> {
+        self.exchange.clone()
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
