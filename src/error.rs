@@ -33,7 +33,14 @@ struct BodyInner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), fields: Vec::new(), retry_after_s: None, source: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+            retry_after_s: None,
+            source: None,
+        }
     }
 
     pub fn with_fields(mut self, fields: Vec<FieldError>) -> ApiError {
@@ -42,7 +49,11 @@ impl ApiError {
     }
 
     pub fn malformed_json() -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "the request body is not valid JSON")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "the request body is not valid JSON",
+        )
     }
 
     pub fn unauthorized(message: &str) -> ApiError {
@@ -50,7 +61,11 @@ impl ApiError {
     }
 
     pub fn forbidden() -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this API key may not use this endpoint")
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this API key may not use this endpoint",
+        )
     }
 
     pub fn not_found(code: &'static str, message: &str) -> ApiError {
@@ -66,18 +81,30 @@ impl ApiError {
     }
 
     pub fn invalid_field(field: &str, code: &str, message: &str) -> ApiError {
-        ApiError::validation("validation_failed", "the request is not valid", vec![FieldError::new(field, code, message)])
+        ApiError::validation(
+            "validation_failed",
+            "the request is not valid",
+            vec![FieldError::new(field, code, message)],
+        )
     }
 
     pub fn unavailable(source: anyhow::Error) -> ApiError {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable; retry later");
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is temporarily unavailable; retry later",
+        );
         e.retry_after_s = Some(1);
         e.source = Some(source);
         e
     }
 
     pub fn internal(source: anyhow::Error) -> ApiError {
-        let mut e = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred");
+        let mut e = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred",
+        );
         e.source = Some(source);
         e
     }
@@ -85,7 +112,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -93,7 +126,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Unavailable(e) => ApiError::unavailable(e),
-            StoreError::Conflict(m) => ApiError::internal(anyhow::anyhow!("unexpected conflict: {m}")),
+            StoreError::Conflict(m) => {
+                ApiError::internal(anyhow::anyhow!("unexpected conflict: {m}"))
+            }
             StoreError::Other(e) => ApiError::internal(e),
         }
     }
@@ -106,9 +141,19 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Some(source) = &self.source {
-            tracing::error!(status = self.status.as_u16(), error = format!("{source:#}"), "request failed");
+            tracing::error!(
+                status = self.status.as_u16(),
+                error = format!("{source:#}"),
+                "request failed"
+            );
         }
-        let body = Body { error: BodyInner { code: self.code, message: &self.message, fields: &self.fields } };
+        let body = Body {
+            error: BodyInner {
+                code: self.code,
+                message: &self.message,
+                fields: &self.fields,
+            },
+        };
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after_s {
             response.insert_header(("Retry-After", seconds.to_string()));

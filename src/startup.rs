@@ -24,17 +24,30 @@ const SHUTDOWN_TIMEOUT_S: u64 = 30;
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let listener = TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let listener = TcpListener::bind(&config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
         Application::build_with_listener(config, listener).await
     }
 
-    pub async fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let store = store::connect(&config.database_url).await?;
         store.migrate().await.context("applying migrations")?;
-        let hash_key = store.server_secret().await.context("reading the server secret")?;
+        let hash_key = store
+            .server_secret()
+            .await
+            .context("reading the server secret")?;
         let state = Arc::new(InProcessState::new());
         let client = BuyerClient::new().context("building the buyer client")?;
-        let exchange = Arc::new(Exchange::new(Arc::new(config), store, state, client, hash_key));
+        let exchange = Arc::new(Exchange::new(
+            Arc::new(config),
+            store,
+            state,
+            client,
+            hash_key,
+        ));
         let port = listener.local_addr()?.port();
         let data = web::Data::from(exchange.clone());
         let server = HttpServer::new(move || {
@@ -46,7 +59,11 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(SHUTDOWN_TIMEOUT_S)
         .run();
-        Ok(Application { port, server, exchange })
+        Ok(Application {
+            port,
+            server,
+            exchange,
+        })
     }
 
     pub fn port(&self) -> u16 {

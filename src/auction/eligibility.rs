@@ -25,7 +25,11 @@ pub enum Ineligible {
     Schedule,
 }
 
-pub fn check_eligibility(buyer: &Buyer, paused: bool, ctx: &PingContext<'_>) -> Result<(), Ineligible> {
+pub fn check_eligibility(
+    buyer: &Buyer,
+    paused: bool,
+    ctx: &PingContext<'_>,
+) -> Result<(), Ineligible> {
     if !buyer.active || paused {
         return Err(Ineligible::Paused);
     }
@@ -96,11 +100,19 @@ mod tests {
     use chrono_tz::America::New_York;
 
     fn schedule(days: [bool; 7], start: u32, end: u32) -> Schedule {
-        Schedule { timezone: New_York, days, start_minute: start, end_minute: end }
+        Schedule {
+            timezone: New_York,
+            days,
+            start_minute: start,
+            end_minute: end,
+        }
     }
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
-        New_York.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().with_timezone(&Utc)
+        New_York
+            .with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     const WEEKDAYS: [bool; 7] = [true, true, true, true, true, false, false];

@@ -53,8 +53,14 @@ mod tests {
     fn effective_floor_is_the_highest_of_all() {
         let m = Money::from_cents;
         assert_eq!(effective_floor(m(100), None, None, None), m(100));
-        assert_eq!(effective_floor(m(100), Some(m(200)), Some(m(500)), Some(m(300))), m(500));
-        assert_eq!(effective_floor(m(100), Some(m(200)), None, Some(m(300))), m(300));
+        assert_eq!(
+            effective_floor(m(100), Some(m(200)), Some(m(500)), Some(m(300))),
+            m(500)
+        );
+        assert_eq!(
+            effective_floor(m(100), Some(m(200)), None, Some(m(300))),
+            m(300)
+        );
     }
 
     #[test]

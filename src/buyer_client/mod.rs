@@ -39,7 +39,8 @@ pub struct BuyerClient {
 
 /// `v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
 pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -58,7 +59,10 @@ impl BuyerClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pingpost/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(BuyerClient { http, in_flight: Arc::default() })
+        Ok(BuyerClient {
+            http,
+            in_flight: Arc::default(),
+        })
     }
 
     fn semaphore(&self, buyer: &Buyer) -> Arc<Semaphore> {
@@ -68,14 +72,23 @@ impl BuyerClient {
             .clone()
     }
 
-    pub async fn bid(&self, buyer: &Buyer, url: &str, body: Vec<u8>, timeout: Duration) -> Timed<BidAnswer> {
+    pub async fn bid(
+        &self,
+        buyer: &Buyer,
+        url: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Timed<BidAnswer> {
         let max_bid = buyer.max_bid;
-        self.send(buyer, url, body, timeout, move |status, bytes| wire::parse_bid(status, bytes, max_bid))
-            .await
+        self.send(buyer, url, body, timeout, move |status, bytes| {
+            wire::parse_bid(status, bytes, max_bid)
+        })
+        .await
     }
 
     pub async fn post(&self, buyer: &Buyer, body: Vec<u8>, timeout: Duration) -> Timed<PostAnswer> {
-        self.send(buyer, &buyer.post_url, body, timeout, wire::parse_post).await
+        self.send(buyer, &buyer.post_url, body, timeout, wire::parse_post)
+            .await
     }
 
     async fn send<T>(
@@ -102,11 +115,22 @@ impl BuyerClient {
                 }
             }
         };
-        Timed { outcome, latency_ms: started.elapsed().as_millis() as u64 }
+        Timed {
+            outcome,
+            latency_ms: started.elapsed().as_millis() as u64,
+        }
     }
 
-    async fn exchange(&self, buyer: &Buyer, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    async fn exchange(
+        &self,
+        buyer: &Buyer,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let signature = signature(buyer.signing_secret.expose(), timestamp, &body);
         let mut response = self
             .http
@@ -145,7 +169,10 @@ fn describe(error: &reqwest::Error) -> String {
 
 /// Checks a buyer's max_bid the same way for fixed-price buyers as for pinged ones.
 pub fn fixed_bid(price: Money) -> BidAnswer {
-    BidAnswer::Bid { price, bid_id: None }
+    BidAnswer::Bid {
+        price,
+        bid_id: None,
+    }
 }
 
 #[cfg(test)]

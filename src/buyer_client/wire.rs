@@ -28,7 +28,10 @@ pub struct PostRequest<'a> {
 /// A buyer's answer to a bid request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BidAnswer {
-    Bid { price: Money, bid_id: Option<String> },
+    Bid {
+        price: Money,
+        bid_id: Option<String>,
+    },
     NoBid,
 }
 
@@ -113,9 +116,15 @@ mod tests {
         let bid = |body: &str| parse_bid(200, body.as_bytes(), max());
         assert_eq!(
             bid(r#"{"bid": 14.25, "bid_id": "x1"}"#),
-            Ok(BidAnswer::Bid { price: Money::parse("14.25").unwrap(), bid_id: Some("x1".into()) })
+            Ok(BidAnswer::Bid {
+                price: Money::parse("14.25").unwrap(),
+                bid_id: Some("x1".into())
+            })
         );
-        assert!(matches!(bid(r#"{"bid": "14.25"}"#), Ok(BidAnswer::Bid { .. })));
+        assert!(matches!(
+            bid(r#"{"bid": "14.25"}"#),
+            Ok(BidAnswer::Bid { .. })
+        ));
         assert_eq!(bid(r#"{"bid": null}"#), Ok(BidAnswer::NoBid));
         assert_eq!(parse_bid(204, b"", max()), Ok(BidAnswer::NoBid));
     }
@@ -130,13 +139,21 @@ mod tests {
         assert!(bid("<html>oops</html>").is_err());
         assert!(bid("[]").is_err());
         assert!(bid("{}").is_err());
-        assert_eq!(parse_bid(500, b"{\"bid\": 5}", max()), Err("status 500".into()));
+        assert_eq!(
+            parse_bid(500, b"{\"bid\": 5}", max()),
+            Err("status 500".into())
+        );
     }
 
     #[test]
     fn only_a_2xx_acceptance_is_a_sale() {
-        assert!(matches!(parse_post(200, br#"{"accepted": true, "buyer_lead_id": 7}"#), Ok(PostAnswer::Accepted { buyer_lead_id: Some(id) }) if id == "7"));
-        assert!(matches!(parse_post(200, br#"{"accepted": false, "reason": "duplicate"}"#), Ok(PostAnswer::Rejected { .. })));
+        assert!(
+            matches!(parse_post(200, br#"{"accepted": true, "buyer_lead_id": 7}"#), Ok(PostAnswer::Accepted { buyer_lead_id: Some(id) }) if id == "7")
+        );
+        assert!(matches!(
+            parse_post(200, br#"{"accepted": false, "reason": "duplicate"}"#),
+            Ok(PostAnswer::Rejected { .. })
+        ));
         assert!(parse_post(500, br#"{"accepted": true}"#).is_err());
         assert!(parse_post(200, b"yes").is_err());
     }

@@ -92,7 +92,10 @@ impl Buyer {
         sellers: &HashMap<String, Arc<Seller>>,
     ) -> Result<Buyer, ConfigError> {
         let err = |key: &str, problem: String| ConfigError::new(file, key, problem);
-        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         if raw.id != stem {
             return Err(err("id", format!("must equal the file name `{stem}`")));
         }
@@ -118,10 +121,18 @@ impl Buyer {
             (None, Some(price)) => Bidding::Fixed {
                 price: parse_money(file, "fixed_price", price)?,
             },
-            _ => return Err(err("ping_url", "give ping_url or fixed_price, exactly one".into())),
+            _ => {
+                return Err(err(
+                    "ping_url",
+                    "give ping_url or fixed_price, exactly one".into(),
+                ))
+            }
         };
         if raw.timeout_ms == 0 || raw.timeout_ms > TIMEOUT_MS_MAX {
-            return Err(err("timeout_ms", format!("must be between 1 and {TIMEOUT_MS_MAX}")));
+            return Err(err(
+                "timeout_ms",
+                format!("must be between 1 and {TIMEOUT_MS_MAX}"),
+            ));
         }
         if raw.signing_secret.len() < 16 {
             return Err(err("signing_secret", "needs at least 16 characters".into()));
@@ -129,7 +140,10 @@ impl Buyer {
         if raw.max_in_flight == 0 {
             return Err(err("max_in_flight", "must be at least 1".into()));
         }
-        for (key, list) in [("sellers_allow", &raw.sellers_allow), ("sellers_block", &raw.sellers_block)] {
+        for (key, list) in [
+            ("sellers_allow", &raw.sellers_allow),
+            ("sellers_block", &raw.sellers_block),
+        ] {
             if let Some(unknown) = list.iter().find(|s| !sellers.contains_key(*s)) {
                 return Err(err(key, format!("unknown seller `{unknown}`")));
             }
@@ -138,8 +152,16 @@ impl Buyer {
         for (field, raw_filter) in &raw.filters {
             filters.extend(parse_filter(file, field, raw_filter, &buyer_verticals)?);
         }
-        let max_bid = raw.max_bid.as_deref().map(|v| parse_money(file, "max_bid", v)).transpose()?;
-        let floor = raw.floor.as_deref().map(|v| parse_money(file, "floor", v)).transpose()?;
+        let max_bid = raw
+            .max_bid
+            .as_deref()
+            .map(|v| parse_money(file, "max_bid", v))
+            .transpose()?;
+        let floor = raw
+            .floor
+            .as_deref()
+            .map(|v| parse_money(file, "floor", v))
+            .transpose()?;
         Ok(Buyer {
             name: raw.name.clone().unwrap_or_else(|| raw.id.clone()),
             id: raw.id,
@@ -149,7 +171,12 @@ impl Buyer {
             post_url: parse_url(file, "post_url", &raw.post_url)?,
             timeout_ms: raw.timeout_ms,
             signing_secret: Sensitive::new(raw.signing_secret),
-            api_key_hash: parse_key(file, "", raw.api_key.as_deref(), raw.api_key_sha256.as_deref())?,
+            api_key_hash: parse_key(
+                file,
+                "",
+                raw.api_key.as_deref(),
+                raw.api_key_sha256.as_deref(),
+            )?,
             max_bid,
             floor,
             sellers_allow: raw.sellers_allow.into_iter().collect(),
@@ -157,7 +184,11 @@ impl Buyer {
             dedupe_days: raw.dedupe_days,
             max_in_flight: raw.max_in_flight,
             filters,
-            caps: raw.caps.map(|c| parse_caps(file, c)).transpose()?.unwrap_or_default(),
+            caps: raw
+                .caps
+                .map(|c| parse_caps(file, c))
+                .transpose()?
+                .unwrap_or_default(),
             schedule: raw.schedule.map(|s| parse_schedule(file, s)).transpose()?,
         })
     }
@@ -178,19 +209,29 @@ fn parse_filter(
     let spec: &FieldSpec = verticals
         .iter()
         .find_map(|v| v.field(field))
-        .ok_or_else(|| ConfigError::new(file, key(""), "is not a field of the buyer's verticals"))?;
+        .ok_or_else(|| {
+            ConfigError::new(file, key(""), "is not a field of the buyer's verticals")
+        })?;
     if spec.pii {
-        return Err(ConfigError::new(file, key(""), "filters may not use a PII field: pings never carry it"));
+        return Err(ConfigError::new(
+            file,
+            key(""),
+            "filters may not use a PII field: pings never carry it",
+        ));
     }
     let value = |op: &str, v: &toml::Value| -> Result<Value, ConfigError> {
-        let json = serde_json::to_value(v)
-            .map_err(|e| ConfigError::new(file, key(op), e.to_string()))?;
+        let json =
+            serde_json::to_value(v).map_err(|e| ConfigError::new(file, key(op), e.to_string()))?;
         spec.normalise(&json)
             .map_err(|e| ConfigError::new(file, key(op), format!("value {}", e.message)))
     };
     let number = |op: &str, v: &toml::Value| -> Result<Decimal, ConfigError> {
         if !spec.ty.is_numeric() {
-            return Err(ConfigError::new(file, key(op), format!("needs a number field, `{field}` is {}", spec.ty.name())));
+            return Err(ConfigError::new(
+                file,
+                key(op),
+                format!("needs a number field, `{field}` is {}", spec.ty.name()),
+            ));
         }
         let text = match v {
             toml::Value::Integer(i) => i.to_string(),
@@ -198,20 +239,41 @@ fn parse_filter(
             toml::Value::String(s) => s.clone(),
             _ => String::new(),
         };
-        text.parse().map_err(|_| ConfigError::new(file, key(op), "must be a number"))
+        text.parse()
+            .map_err(|_| ConfigError::new(file, key(op), "must be a number"))
     };
     let mut filters = Vec::new();
-    let mut push = |rule| filters.push(Filter { field: field.to_string(), rule });
+    let mut push = |rule| {
+        filters.push(Filter {
+            field: field.to_string(),
+            rule,
+        })
+    };
     if let Some(list) = &raw.in_ {
-        push(FilterRule::In(list.iter().map(|v| value("in", v)).collect::<Result<_, _>>()?));
+        push(FilterRule::In(
+            list.iter()
+                .map(|v| value("in", v))
+                .collect::<Result<_, _>>()?,
+        ));
     }
     if let Some(list) = &raw.not_in {
-        push(FilterRule::NotIn(list.iter().map(|v| value("not_in", v)).collect::<Result<_, _>>()?));
+        push(FilterRule::NotIn(
+            list.iter()
+                .map(|v| value("not_in", v))
+                .collect::<Result<_, _>>()?,
+        ));
     }
     if let Some(prefixes) = &raw.prefix {
-        let text_like = matches!(spec.ty, FieldType::Zip | FieldType::String { .. } | FieldType::UsState);
+        let text_like = matches!(
+            spec.ty,
+            FieldType::Zip | FieldType::String { .. } | FieldType::UsState
+        );
         if !text_like {
-            return Err(ConfigError::new(file, key("prefix"), format!("needs a text field, `{field}` is {}", spec.ty.name())));
+            return Err(ConfigError::new(
+                file,
+                key("prefix"),
+                format!("needs a text field, `{field}` is {}", spec.ty.name()),
+            ));
         }
         push(FilterRule::Prefix(prefixes.clone()));
     }
@@ -225,17 +287,27 @@ fn parse_filter(
         push(FilterRule::Eq(value("eq", eq)?));
     }
     if filters.is_empty() {
-        return Err(ConfigError::new(file, key(""), "needs one of in, not_in, prefix, min, max, eq"));
+        return Err(ConfigError::new(
+            file,
+            key(""),
+            "needs one of in, not_in, prefix, min, max, eq",
+        ));
     }
     Ok(filters)
 }
 
 fn parse_caps(file: &Path, raw: RawCaps) -> Result<Caps, ConfigError> {
     let spend = |key: &str, v: &Option<String>| {
-        v.as_deref().map(|v| parse_money(file, &format!("caps.{key}"), v)).transpose()
+        v.as_deref()
+            .map(|v| parse_money(file, &format!("caps.{key}"), v))
+            .transpose()
     };
     Ok(Caps {
-        timezone: raw.timezone.as_deref().map(|tz| parse_timezone(file, "caps.timezone", tz)).transpose()?,
+        timezone: raw
+            .timezone
+            .as_deref()
+            .map(|tz| parse_timezone(file, "caps.timezone", tz))
+            .transpose()?,
         hourly_count: raw.hourly_count,
         daily_count: raw.daily_count,
         daily_spend: spend("daily_spend", &raw.daily_spend)?,
@@ -255,18 +327,35 @@ fn parse_schedule(file: &Path, raw: RawSchedule) -> Result<Schedule, ConfigError
         let index = DAY_NAMES
             .iter()
             .position(|d| d.eq_ignore_ascii_case(day))
-            .ok_or_else(|| ConfigError::new(file, "schedule.days", format!("`{day}` is not one of mon … sun")))?;
+            .ok_or_else(|| {
+                ConfigError::new(
+                    file,
+                    "schedule.days",
+                    format!("`{day}` is not one of mon … sun"),
+                )
+            })?;
         days[index] = true;
     }
     let hours = raw.hours.as_deref().unwrap_or("00:00-24:00");
-    let bad_hours = || ConfigError::new(file, "schedule.hours", format!("`{hours}` is not HH:MM-HH:MM"));
+    let bad_hours = || {
+        ConfigError::new(
+            file,
+            "schedule.hours",
+            format!("`{hours}` is not HH:MM-HH:MM"),
+        )
+    };
     let (start, end) = hours.split_once('-').ok_or_else(bad_hours)?;
     let start_minute = parse_clock(start).ok_or_else(bad_hours)?;
     let end_minute = parse_clock(end).ok_or_else(bad_hours)?;
     if start_minute == end_minute || start_minute >= 24 * 60 {
         return Err(bad_hours());
     }
-    Ok(Schedule { timezone, days, start_minute, end_minute })
+    Ok(Schedule {
+        timezone,
+        days,
+        start_minute,
+        end_minute,
+    })
 }
 
 fn parse_clock(text: &str) -> Option<u32> {

@@ -20,7 +20,10 @@ impl ConfigError {
     }
 
     /// Turns a deserialisation error into one that names the key it happened at.
-    pub fn from_serde<E: fmt::Display>(file: &Path, error: serde_path_to_error::Error<E>) -> ConfigError {
+    pub fn from_serde<E: fmt::Display>(
+        file: &Path,
+        error: serde_path_to_error::Error<E>,
+    ) -> ConfigError {
         let mut key = error.path().to_string();
         let problem = error.inner().to_string();
         // serde reports an unknown key at its parent; name the key itself.

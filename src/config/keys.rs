@@ -32,13 +32,16 @@ pub fn parse_key(
         )),
         (Some(key), None) => Ok(Some(hash_key(key))),
         (None, Some(hex_hash)) => {
-            let bytes = hex::decode(hex_hash).ok().filter(|b| b.len() == 32).ok_or_else(|| {
-                ConfigError::new(
-                    file,
-                    format!("{prefix}api_key_sha256"),
-                    "must be 64 lowercase hex digits",
-                )
-            })?;
+            let bytes = hex::decode(hex_hash)
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        file,
+                        format!("{prefix}api_key_sha256"),
+                        "must be 64 lowercase hex digits",
+                    )
+                })?;
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&bytes);
             Ok(Some(hash))

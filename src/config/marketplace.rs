@@ -35,7 +35,11 @@ impl Marketplace {
             .collect();
         files.sort();
         if files.len() > BUYERS_MAX {
-            return Err(ConfigError::new(dir, "buyers_dir", format!("holds more than {BUYERS_MAX} buyer files")));
+            return Err(ConfigError::new(
+                dir,
+                "buyers_dir",
+                format!("holds more than {BUYERS_MAX} buyer files"),
+            ));
         }
         let mut buyers = Vec::with_capacity(files.len());
         for file in &files {
@@ -59,15 +63,27 @@ impl Marketplace {
         for (index, buyer) in buyers.into_iter().enumerate() {
             let file = dir.join(format!("{}.toml", buyer.id));
             if market.by_id.insert(buyer.id.clone(), index).is_some() {
-                return Err(ConfigError::new(&file, "id", format!("duplicate id `{}`", buyer.id)));
+                return Err(ConfigError::new(
+                    &file,
+                    "id",
+                    format!("duplicate id `{}`", buyer.id),
+                ));
             }
             if let Some(hash) = buyer.api_key_hash {
                 if other_keys.contains_key(&hash) || market.by_key.insert(hash, index).is_some() {
-                    return Err(ConfigError::new(&file, "api_key", "the same key is given to two principals"));
+                    return Err(ConfigError::new(
+                        &file,
+                        "api_key",
+                        "the same key is given to two principals",
+                    ));
                 }
             }
             for vertical in &buyer.verticals {
-                market.by_vertical.entry(vertical.clone()).or_default().push(index);
+                market
+                    .by_vertical
+                    .entry(vertical.clone())
+                    .or_default()
+                    .push(index);
             }
             market.buyers.push(Arc::new(buyer));
         }
@@ -83,7 +99,10 @@ impl Marketplace {
     }
 
     /// The buyers that take leads of this vertical, in file order.
-    pub fn buyers_for_vertical<'a>(&'a self, vertical: &str) -> impl Iterator<Item = &'a Arc<Buyer>> + 'a {
+    pub fn buyers_for_vertical<'a>(
+        &'a self,
+        vertical: &str,
+    ) -> impl Iterator<Item = &'a Arc<Buyer>> + 'a {
         self.by_vertical
             .get(vertical)
             .into_iter()

@@ -112,16 +112,25 @@ impl Config {
         for (i, raw_vertical) in raw.verticals.into_iter().enumerate() {
             let vertical = parse_vertical(file, i, raw_vertical)?;
             if verticals.contains_key(&vertical.id) {
-                return Err(err(&format!("verticals[{i}].id"), &format!("duplicate id `{}`", vertical.id)));
+                return Err(err(
+                    &format!("verticals[{i}].id"),
+                    &format!("duplicate id `{}`", vertical.id),
+                ));
             }
             verticals.insert(vertical.id.clone(), Arc::new(vertical));
         }
 
         let mut keys = HashMap::new();
         let mut add_key = |key_name: String, hash: Option<KeyHash>, who: Principal| {
-            let hash = hash.ok_or_else(|| ConfigError::new(file, &key_name, "needs api_key or api_key_sha256"))?;
+            let hash = hash.ok_or_else(|| {
+                ConfigError::new(file, &key_name, "needs api_key or api_key_sha256")
+            })?;
             match keys.insert(hash, who) {
-                Some(_) => Err(ConfigError::new(file, &key_name, "the same key is given to two principals")),
+                Some(_) => Err(ConfigError::new(
+                    file,
+                    &key_name,
+                    "the same key is given to two principals",
+                )),
                 None => Ok(()),
             }
         };
@@ -129,10 +138,17 @@ impl Config {
         for (i, s) in raw.sellers.into_iter().enumerate() {
             let at = |key: &str| format!("sellers[{i}].{key}");
             check_id(file, &at("id"), &s.id)?;
-            let share: Decimal = s.payout_share.parse().ok()
+            let share: Decimal = s
+                .payout_share
+                .parse()
+                .ok()
                 .filter(|d: &Decimal| *d >= Decimal::ZERO && *d <= Decimal::ONE)
                 .ok_or_else(|| err(&at("payout_share"), "must be a decimal between 0 and 1"))?;
-            let floor = s.floor.as_deref().map(|f| parse_money(file, &at("floor"), f)).transpose()?;
+            let floor = s
+                .floor
+                .as_deref()
+                .map(|f| parse_money(file, &at("floor"), f))
+                .transpose()?;
             let rate_per_s = s.rate_per_s.unwrap_or(100);
             if rate_per_s == 0 {
                 return Err(err(&at("rate_per_s"), "must be at least 1"));
@@ -141,18 +157,41 @@ impl Config {
             if burst == 0 {
                 return Err(err(&at("burst"), "must be at least 1"));
             }
-            let hash = keys::parse_key(file, &format!("sellers[{i}]."), s.api_key.as_deref(), s.api_key_sha256.as_deref())?;
+            let hash = keys::parse_key(
+                file,
+                &format!("sellers[{i}]."),
+                s.api_key.as_deref(),
+                s.api_key_sha256.as_deref(),
+            )?;
             add_key(at("api_key"), hash, Principal::Seller(s.id.clone()))?;
-            let seller = Seller { id: s.id.clone(), payout_share: share, floor, rate_per_s, burst };
+            let seller = Seller {
+                id: s.id.clone(),
+                payout_share: share,
+                floor,
+                rate_per_s,
+                burst,
+            };
             if sellers.insert(s.id.clone(), Arc::new(seller)).is_some() {
                 return Err(err(&at("id"), &format!("duplicate id `{}`", s.id)));
             }
         }
-        for (table, list) in [("finance_keys", raw.finance_keys), ("admin_keys", raw.admin_keys)] {
+        for (table, list) in [
+            ("finance_keys", raw.finance_keys),
+            ("admin_keys", raw.admin_keys),
+        ] {
             for (i, k) in list.into_iter().enumerate() {
                 let prefix = format!("{table}[{i}].");
-                let hash = keys::parse_key(file, &prefix, k.api_key.as_deref(), k.api_key_sha256.as_deref())?;
-                let who = if table == "finance_keys" { Principal::Finance(k.name) } else { Principal::Admin(k.name) };
+                let hash = keys::parse_key(
+                    file,
+                    &prefix,
+                    k.api_key.as_deref(),
+                    k.api_key_sha256.as_deref(),
+                )?;
+                let who = if table == "finance_keys" {
+                    Principal::Finance(k.name)
+                } else {
+                    Principal::Admin(k.name)
+                };
                 add_key(format!("{prefix}api_key"), hash, who)?;
             }
         }
@@ -163,7 +202,9 @@ impl Config {
         Ok(Config {
             file: file.to_path_buf(),
             listen: raw.listen,
-            database_url: raw.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            database_url: raw
+                .database_url
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             redis_url: raw.redis_url,
             buyers_dir,
             currency: raw.currency,
@@ -191,7 +232,9 @@ impl Config {
 /// a TOML value (numbers, booleans, inline tables), and as a plain string otherwise.
 fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
     for (name, value) in env {
-        let Some(key) = name.strip_prefix("PINGPOST_") else { continue };
+        let Some(key) = name.strip_prefix("PINGPOST_") else {
+            continue;
+        };
         let key = key.to_ascii_lowercase();
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
             continue;
@@ -207,11 +250,17 @@ fn apply_env_overrides(table: &mut toml::Table, env: impl IntoIterator<Item = (S
 fn check_id(file: &Path, key: &str, id: &str) -> Result<(), ConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::new(file, key, "ids are 1 to 64 letters, digits, - or _"))
+        Err(ConfigError::new(
+            file,
+            key,
+            "ids are 1 to 64 letters, digits, - or _",
+        ))
     }
 }
 
@@ -231,15 +280,28 @@ pub(crate) fn parse_url(file: &Path, key: &str, text: &str) -> Result<String, Co
 fn parse_vertical(file: &Path, index: usize, raw: RawVertical) -> Result<Vertical, ConfigError> {
     check_id(file, &format!("verticals[{index}].id"), &raw.id)?;
     let at = |key: &str| format!("verticals[{index}].{key}");
-    let floor = raw.floor.as_deref().map(|f| parse_money(file, &at("floor"), f)).transpose()?.unwrap_or(Money::ZERO);
+    let floor = raw
+        .floor
+        .as_deref()
+        .map(|f| parse_money(file, &at("floor"), f))
+        .transpose()?
+        .unwrap_or(Money::ZERO);
     if raw.fields.is_empty() || raw.fields.len() > VERTICAL_FIELDS_MAX {
-        return Err(ConfigError::new(file, at("fields"), format!("needs 1 to {VERTICAL_FIELDS_MAX} fields")));
+        return Err(ConfigError::new(
+            file,
+            at("fields"),
+            format!("needs 1 to {VERTICAL_FIELDS_MAX} fields"),
+        ));
     }
     let mut fields: Vec<FieldSpec> = Vec::new();
     for (j, raw_field) in raw.fields.into_iter().enumerate() {
         let key = at(&format!("fields[{j}]"));
         if fields.iter().any(|f| f.name == raw_field.name) {
-            return Err(ConfigError::new(file, format!("{key}.name"), format!("duplicate field `{}`", raw_field.name)));
+            return Err(ConfigError::new(
+                file,
+                format!("{key}.name"),
+                format!("duplicate field `{}`", raw_field.name),
+            ));
         }
         fields.push(parse_field(file, &key, raw_field)?);
     }
@@ -250,10 +312,19 @@ fn parse_field(file: &Path, key: &str, raw: RawField) -> Result<FieldSpec, Confi
     let err = |k: &str, problem: String| ConfigError::new(file, format!("{key}.{k}"), problem);
     check_id(file, &format!("{key}.name"), &raw.name)?;
     let not_for = |k: &str, present: bool| -> Result<(), ConfigError> {
-        if present { Err(err(k, format!("does not apply to type {}", raw.ty))) } else { Ok(()) }
+        if present {
+            Err(err(k, format!("does not apply to type {}", raw.ty)))
+        } else {
+            Ok(())
+        }
     };
     let int = |k: &str, v: &Option<toml::Value>| -> Result<Option<i64>, ConfigError> {
-        v.as_ref().map(|v| v.as_integer().ok_or_else(|| err(k, "must be an integer".into()))).transpose()
+        v.as_ref()
+            .map(|v| {
+                v.as_integer()
+                    .ok_or_else(|| err(k, "must be an integer".into()))
+            })
+            .transpose()
     };
     let dec = |k: &str, v: &Option<toml::Value>| -> Result<Option<Decimal>, ConfigError> {
         v.as_ref()
@@ -280,14 +351,27 @@ fn parse_field(file: &Path, key: &str, raw: RawField) -> Result<FieldSpec, Confi
             pattern: raw
                 .pattern
                 .as_deref()
-                .map(|p| Regex::new(&format!("^(?:{p})$")).map_err(|e| err("pattern", format!("is not a regular expression: {e}"))))
+                .map(|p| {
+                    Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| err("pattern", format!("is not a regular expression: {e}")))
+                })
                 .transpose()?,
         },
-        "integer" => FieldType::Integer { min: int("min", &raw.min)?, max: int("max", &raw.max)? },
-        "decimal" => FieldType::Decimal { min: dec("min", &raw.min)?, max: dec("max", &raw.max)? },
+        "integer" => FieldType::Integer {
+            min: int("min", &raw.min)?,
+            max: int("max", &raw.max)?,
+        },
+        "decimal" => FieldType::Decimal {
+            min: dec("min", &raw.min)?,
+            max: dec("max", &raw.max)?,
+        },
         "boolean" => FieldType::Boolean,
         "enum" => {
-            let values = raw.values.clone().filter(|v| !v.is_empty()).ok_or_else(|| err("values", "an enum needs values".into()))?;
+            let values = raw
+                .values
+                .clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| err("values", "an enum needs values".into()))?;
             FieldType::Enum { values }
         }
         "date" => FieldType::Date,
@@ -297,5 +381,10 @@ fn parse_field(file: &Path, key: &str, raw: RawField) -> Result<FieldSpec, Confi
         "phone" => FieldType::Phone,
         other => return Err(err("type", format!("unknown type `{other}`"))),
     };
-    Ok(FieldSpec { name: raw.name, ty, required: raw.required, pii: raw.pii })
+    Ok(FieldSpec {
+        name: raw.name,
+        ty,
+        required: raw.required,
+        pii: raw.pii,
+    })
 }

@@ -104,7 +104,10 @@ impl FieldSpec {
                 }
                 if let Some(pattern) = pattern {
                     if !pattern.is_match(text) {
-                        return Err(invalid("invalid_format", "does not match the field's pattern"));
+                        return Err(invalid(
+                            "invalid_format",
+                            "does not match the field's pattern",
+                        ));
                     }
                 }
                 Ok(Value::String(text.to_string()))
@@ -168,7 +171,10 @@ impl FieldSpec {
                 if US_STATES.contains(&code.as_str()) {
                     Ok(Value::String(code))
                 } else {
-                    Err(invalid("invalid_format", "must be a two-letter USPS state code"))
+                    Err(invalid(
+                        "invalid_format",
+                        "must be a two-letter USPS state code",
+                    ))
                 }
             }
             FieldType::Email => {
@@ -181,9 +187,9 @@ impl FieldSpec {
             }
             FieldType::Phone => {
                 let text = as_text(value)?;
-                normalise_us_phone(text)
-                    .map(Value::String)
-                    .ok_or_else(|| invalid("invalid_format", "must be a US phone number with 10 digits"))
+                normalise_us_phone(text).map(Value::String).ok_or_else(|| {
+                    invalid("invalid_format", "must be a US phone number with 10 digits")
+                })
             }
         }
     }
@@ -257,9 +263,19 @@ mod tests {
             "1-305-555-0123",
             "305.555.0123",
         ] {
-            assert_eq!(normalise_us_phone(text).as_deref(), Some("+13055550123"), "{text}");
+            assert_eq!(
+                normalise_us_phone(text).as_deref(),
+                Some("+13055550123"),
+                "{text}"
+            );
         }
-        for text in ["555-0123", "+44 20 7946 0958", "(005) 555-0123", "305555012a", "30+55550123"] {
+        for text in [
+            "555-0123",
+            "+44 20 7946 0958",
+            "(005) 555-0123",
+            "305555012a",
+            "30+55550123",
+        ] {
             assert_eq!(normalise_us_phone(text), None, "{text}");
         }
     }
@@ -268,35 +284,58 @@ mod tests {
     fn values_are_checked_by_type() {
         let zip = spec(FieldType::Zip);
         assert_eq!(zip.normalise(&json!("33101")).unwrap(), json!("33101"));
-        assert_eq!(zip.normalise(&json!(33101)).unwrap_err().code, "invalid_type");
-        assert_eq!(zip.normalise(&json!("3310")).unwrap_err().code, "invalid_format");
+        assert_eq!(
+            zip.normalise(&json!(33101)).unwrap_err().code,
+            "invalid_type"
+        );
+        assert_eq!(
+            zip.normalise(&json!("3310")).unwrap_err().code,
+            "invalid_format"
+        );
 
         let state = spec(FieldType::UsState);
         assert_eq!(state.normalise(&json!("fl")).unwrap(), json!("FL"));
         assert!(state.normalise(&json!("XX")).is_err());
 
-        let age = spec(FieldType::Integer { min: Some(16), max: Some(100) });
+        let age = spec(FieldType::Integer {
+            min: Some(16),
+            max: Some(100),
+        });
         assert_eq!(age.normalise(&json!(34)).unwrap(), json!(34));
         assert_eq!(age.normalise(&json!("34")).unwrap(), json!(34));
         assert_eq!(age.normalise(&json!(15)).unwrap_err().code, "out_of_range");
-        assert_eq!(age.normalise(&json!(34.5)).unwrap_err().code, "invalid_type");
+        assert_eq!(
+            age.normalise(&json!(34.5)).unwrap_err().code,
+            "invalid_type"
+        );
 
         let date = spec(FieldType::Date);
         assert!(date.normalise(&json!("1990-02-28")).is_ok());
         assert!(date.normalise(&json!("1990-02-30")).is_err());
 
-        let coverage = spec(FieldType::Enum { values: vec!["liability".into(), "full".into()] });
+        let coverage = spec(FieldType::Enum {
+            values: vec!["liability".into(), "full".into()],
+        });
         assert!(coverage.normalise(&json!("full")).is_ok());
-        assert_eq!(coverage.normalise(&json!("partial")).unwrap_err().code, "not_allowed");
+        assert_eq!(
+            coverage.normalise(&json!("partial")).unwrap_err().code,
+            "not_allowed"
+        );
 
         let email = spec(FieldType::Email);
         assert!(email.normalise(&json!("Ana@Example.com")).is_ok());
         assert!(email.normalise(&json!("not-an-email")).is_err());
 
-        let name = spec(FieldType::String { max_len: Some(3), pattern: Regex::new("^[a-z]+$").ok() });
+        let name = spec(FieldType::String {
+            max_len: Some(3),
+            pattern: Regex::new("^[a-z]+$").ok(),
+        });
         assert!(name.normalise(&json!("abc")).is_ok());
         assert_eq!(name.normalise(&json!("abcd")).unwrap_err().code, "too_long");
-        assert_eq!(name.normalise(&json!("AB")).unwrap_err().code, "invalid_format");
+        assert_eq!(
+            name.normalise(&json!("AB")).unwrap_err().code,
+            "invalid_format"
+        );
     }
 
     #[test]

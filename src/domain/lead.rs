@@ -122,7 +122,11 @@ impl Vertical {
     }
 
     /// Validates and normalises a lead. A `null` value counts as absent.
-    pub fn validate(&self, lead: &Map<String, Value>, mode: LeadMode) -> Result<Lead, LeadRejection> {
+    pub fn validate(
+        &self,
+        lead: &Map<String, Value>,
+        mode: LeadMode,
+    ) -> Result<Lead, LeadRejection> {
         if lead.len() > LEAD_FIELDS_MAX {
             return Err(LeadRejection::Invalid(vec![FieldError::new(
                 "lead",
@@ -136,7 +140,11 @@ impl Vertical {
                 .iter()
                 .filter(|f| f.pii && lead.get(&f.name).is_some_and(|v| !v.is_null()))
                 .map(|f| {
-                    FieldError::new(&f.name, "pii_in_ping", "personal data must not be sent in a ping")
+                    FieldError::new(
+                        &f.name,
+                        "pii_in_ping",
+                        "personal data must not be sent in a ping",
+                    )
                 })
                 .collect();
             if !pii.is_empty() {
@@ -149,14 +157,20 @@ impl Vertical {
         let mut pii_out = BTreeMap::new();
         for name in lead.keys() {
             if self.field(name).is_none() {
-                errors.push(FieldError::new(name, "unknown_field", "is not a field of this vertical"));
+                errors.push(FieldError::new(
+                    name,
+                    "unknown_field",
+                    "is not a field of this vertical",
+                ));
             }
         }
         for spec in &self.fields {
             let value = lead.get(&spec.name).filter(|v| !v.is_null());
             let needed = spec.required && (mode == LeadMode::Full || !spec.pii);
             match value {
-                None if needed => errors.push(FieldError::new(&spec.name, "required", "is required")),
+                None if needed => {
+                    errors.push(FieldError::new(&spec.name, "required", "is required"))
+                }
                 None => {}
                 Some(value) => match spec.normalise(value) {
                     Ok(normalised) if spec.pii => {
@@ -194,7 +208,15 @@ mod tests {
             Money::parse("1.00").unwrap(),
             vec![
                 field("zip", FieldType::Zip, true, false),
-                field("age", FieldType::Integer { min: Some(16), max: Some(100) }, false, false),
+                field(
+                    "age",
+                    FieldType::Integer {
+                        min: Some(16),
+                        max: Some(100),
+                    },
+                    false,
+                    false,
+                ),
                 field("email", FieldType::Email, true, true),
                 field("phone", FieldType::Phone, true, true),
             ],
@@ -236,18 +258,32 @@ mod tests {
         let Err(LeadRejection::Invalid(errors)) = vertical().validate(&lead, LeadMode::Full) else {
             panic!("expected validation errors");
         };
-        let mut codes: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        let mut codes: Vec<_> = errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect();
         codes.sort();
-        assert_eq!(codes, [("email", "required"), ("extra", "unknown_field"), ("phone", "required")]);
+        assert_eq!(
+            codes,
+            [
+                ("email", "required"),
+                ("extra", "unknown_field"),
+                ("phone", "required")
+            ]
+        );
     }
 
     #[test]
     fn a_full_lead_keeps_pii_apart_and_normalised() {
-        let lead = map(json!({"zip": "33101", "email": "Ana@Example.com", "phone": "(305) 555-0100"}));
+        let lead =
+            map(json!({"zip": "33101", "email": "Ana@Example.com", "phone": "(305) 555-0100"}));
         let v = vertical();
         let valid = v.validate(&lead, LeadMode::Full).unwrap();
         assert!(!valid.ping_fields.contains_key("phone"));
         assert_eq!(valid.full_json()["phone"], json!("+13055550100"));
-        assert_eq!(v.dedupe_values(&valid), ["email:ana@example.com", "phone:+13055550100"]);
+        assert_eq!(
+            v.dedupe_values(&valid),
+            ["email:ana@example.com", "phone:+13055550100"]
+        );
     }
 }

@@ -90,7 +90,10 @@ impl Money {
     /// more than its share, so the exchange never pays out more than it charges.
     pub fn share_floor(&self, share: Decimal) -> Money {
         let raw = self.0 * share;
-        Money(raw.round_dp_with_strategy(2, RoundingStrategy::ToZero).normalize())
+        Money(
+            raw.round_dp_with_strategy(2, RoundingStrategy::ToZero)
+                .normalize(),
+        )
     }
 
     pub fn checked_sub(&self, other: Money) -> Option<Money> {
@@ -156,7 +159,10 @@ mod tests {
     #[test]
     fn parses_numbers_and_strings_with_two_decimals() {
         assert_eq!(Money::from_json(&json!(14.25)).unwrap().to_wire(), "14.25");
-        assert_eq!(Money::from_json(&json!("14.25")).unwrap().to_wire(), "14.25");
+        assert_eq!(
+            Money::from_json(&json!("14.25")).unwrap().to_wire(),
+            "14.25"
+        );
         assert_eq!(Money::from_json(&json!(12)).unwrap().to_wire(), "12.00");
         assert_eq!(Money::from_json(&json!("7.5")).unwrap().to_wire(), "7.50");
         assert_eq!(Money::from_json(&json!("1.230")).unwrap().to_wire(), "1.23");
@@ -172,9 +178,18 @@ mod tests {
         assert_eq!(Money::from_json(&json!(null)), Err(MoneyError::NotANumber));
         assert_eq!(Money::from_json(&json!(-1)), Err(MoneyError::Negative));
         assert_eq!(Money::from_json(&json!("-0.01")), Err(MoneyError::Negative));
-        assert_eq!(Money::from_json(&json!(1.005)), Err(MoneyError::TooManyDecimals));
-        assert_eq!(Money::from_json(&json!("1.005")), Err(MoneyError::TooManyDecimals));
-        assert_eq!(Money::from_json(&json!("99999999999999")), Err(MoneyError::TooLarge));
+        assert_eq!(
+            Money::from_json(&json!(1.005)),
+            Err(MoneyError::TooManyDecimals)
+        );
+        assert_eq!(
+            Money::from_json(&json!("1.005")),
+            Err(MoneyError::TooManyDecimals)
+        );
+        assert_eq!(
+            Money::from_json(&json!("99999999999999")),
+            Err(MoneyError::TooLarge)
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::value::RawValue;
 
@@ -46,7 +45,12 @@ impl Exchange {
         received: Instant,
     ) -> anyhow::Result<AuctionOutcome> {
         let market = self.marketplace();
-        let ctx = PingContext { vertical: &vertical.id, seller, lead: &lead.ping_fields, now: Utc::now() };
+        let ctx = PingContext {
+            vertical: &vertical.id,
+            seller,
+            lead: &lead.ping_fields,
+            now: self.now(),
+        };
         let eligible: Vec<Arc<Buyer>> = market
             .buyers_for_vertical(&vertical.id)
             .filter(|b| check_eligibility(b, self.is_paused(&b.id), &ctx).is_ok())
@@ -58,7 +62,8 @@ impl Exchange {
         let tmax = Duration::from_millis(self.config.auction.tmax_ms);
         let deadline = received + tmax - answer_buffer(tmax);
         let lead_json = serde_json::value::to_raw_value(&lead.ping_fields)?;
-        let floor_of = |b: &Buyer| effective_floor(vertical.floor, seller.floor, ping_floor, b.floor);
+        let floor_of =
+            |b: &Buyer| effective_floor(vertical.floor, seller.floor, ping_floor, b.floor);
 
         let mut answered: Vec<Asked> = Vec::with_capacity(eligible.len());
         let mut pending = FuturesUnordered::new();
@@ -67,10 +72,22 @@ impl Exchange {
             match &buyer.bidding {
                 Bidding::Fixed { price } => {
                     let outcome = match buyer.max_bid {
-                        Some(max) if *price > max => Outcome::Error("fixed_price is above max_bid".into()),
-                        _ => Outcome::Answer(BidAnswer::Bid { price: *price, bid_id: None }),
+                        Some(max) if *price > max => {
+                            Outcome::Error("fixed_price is above max_bid".into())
+                        }
+                        _ => Outcome::Answer(BidAnswer::Bid {
+                            price: *price,
+                            bid_id: None,
+                        }),
                     };
-                    answered.push(Asked { buyer: buyer.clone(), floor, result: Timed { outcome, latency_ms: 0 } });
+                    answered.push(Asked {
+                        buyer: buyer.clone(),
+                        floor,
+                        result: Timed {
+                            outcome,
+                            latency_ms: 0,
+                        },
+                    });
                 }
                 Bidding::Ping { url } => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -80,7 +97,11 @@ impl Exchange {
                     let client = &self.client;
                     pending.push(async move {
                         let result = client.bid(&buyer, url, body, timeout).await;
-                        Asked { buyer, floor, result }
+                        Asked {
+                            buyer,
+                            floor,
+                            result,
+                        }
                     });
                 }
             }
@@ -95,7 +116,8 @@ impl Exchange {
             }
         }
         let late = Instant::now().duration_since(received).as_millis() as i64;
-        let answered_ids: std::collections::HashSet<String> = answered.iter().map(|a| a.buyer.id.clone()).collect();
+        let answered_ids: std::collections::HashSet<String> =
+            answered.iter().map(|a| a.buyer.id.clone()).collect();
         let mut records = Vec::with_capacity(eligible.len());
         let mut candidates = Vec::new();
         for (arrival, asked) in answered.iter().enumerate() {
@@ -121,15 +143,34 @@ impl Exchange {
                 record.rank = Some(place as i32 + 1);
             }
         }
-        for record in records.iter().filter(|r| r.outcome == "error" || r.outcome == "timeout") {
+        for record in records
+            .iter()
+            .filter(|r| r.outcome == "error" || r.outcome == "timeout")
+        {
             tracing::info!(buyer = %record.buyer_id, outcome = record.outcome, reason = record.reason.as_deref().unwrap_or(""), "buyer gave no valid bid");
         }
-        Ok(AuctionOutcome { ranked, records, eligible: eligible.len() })
+        Ok(AuctionOutcome {
+            ranked,
+            records,
+            eligible: eligible.len(),
+        })
     }
 }
 
-fn bid_request(ping_id: &str, vertical: &str, floor: Money, timeout: Duration, lead: &RawValue) -> anyhow::Result<Vec<u8>> {
-    let request = BidRequest { ping_id, vertical, floor, tmax_ms: timeout.as_millis() as u64, lead };
+fn bid_request(
+    ping_id: &str,
+    vertical: &str,
+    floor: Money,
+    timeout: Duration,
+    lead: &RawValue,
+) -> anyhow::Result<Vec<u8>> {
+    let request = BidRequest {
+        ping_id,
+        vertical,
+        floor,
+        tmax_ms: timeout.as_millis() as u64,
+        lead,
+    };
     Ok(serde_json::to_vec(&request)?)
 }
 

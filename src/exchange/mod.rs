@@ -6,7 +6,10 @@ mod post;
 mod returns;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -28,12 +31,20 @@ pub struct Exchange {
     pub store: DynStore,
     pub state: Arc<dyn SharedState>,
     client: BuyerClient,
+    /// Added to the system clock: zero in service; tests and simulations move time forward.
+    clock_offset_ms: AtomicI64,
     /// Key for the keyed hashes of personal data (dedupe keys, post body hashes).
     hash_key: Vec<u8>,
 }
 
 impl Exchange {
-    pub fn new(config: Arc<Config>, store: DynStore, state: Arc<dyn SharedState>, client: BuyerClient, hash_key: Vec<u8>) -> Exchange {
+    pub fn new(
+        config: Arc<Config>,
+        store: DynStore,
+        state: Arc<dyn SharedState>,
+        client: BuyerClient,
+        hash_key: Vec<u8>,
+    ) -> Exchange {
         Exchange {
             marketplace: RwLock::new(config.marketplace.clone()),
             paused: RwLock::default(),
@@ -42,12 +53,41 @@ impl Exchange {
             state,
             client,
             hash_key,
+            clock_offset_ms: AtomicI64::new(0),
         }
+    }
+
+    /// The exchange's time: every expiry, window and ledger time is read from here.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves the exchange's clock forward, for tests and simulations of expiry and windows.
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.clock_offset_ms
+            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// How long a post may hold a ping: every attempt at the slowest buyer's timeout, plus slack.
+    pub fn post_lease(&self) -> std::time::Duration {
+        let market = self.marketplace();
+        let slowest_ms = market
+            .buyers
+            .iter()
+            .map(|b| b.timeout_ms)
+            .max()
+            .unwrap_or(1_000);
+        std::time::Duration::from_millis(
+            slowest_ms * self.config.auction.max_post_attempts as u64 + 5_000,
+        )
     }
 
     /// The marketplace as it is now. An auction keeps the snapshot it started with.
     pub fn marketplace(&self) -> Arc<Marketplace> {
-        self.marketplace.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.marketplace
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn replace_marketplace(&self, market: Marketplace) {
@@ -55,7 +95,10 @@ impl Exchange {
     }
 
     pub fn is_paused(&self, buyer_id: &str) -> bool {
-        self.paused.read().unwrap_or_else(|e| e.into_inner()).contains(buyer_id)
+        self.paused
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(buyer_id)
     }
 
     pub fn set_paused(&self, buyer_id: &str, paused: bool) {
@@ -69,7 +112,8 @@ impl Exchange {
 
     /// HMAC-SHA256 under the server's key: personal data is never stored or compared in clear.
     pub fn keyed_hash(&self, data: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.hash_key).expect("HMAC takes a key of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.hash_key).expect("HMAC takes a key of any length");
         mac.update(data);
         hex::encode(mac.finalize().into_bytes())
     }

@@ -58,19 +58,37 @@ impl Exchange {
             .ok_or_else(|| ApiError::not_found("unknown_vertical", "no vertical has this id"))
     }
 
-    pub fn validate_lead(&self, vertical: &Vertical, lead: &Map<String, Value>, mode: LeadMode) -> Result<Lead, ApiError> {
-        vertical.validate(lead, mode).map_err(|rejection| match rejection {
-            LeadRejection::PiiInPing(fields) => {
-                ApiError::validation("pii_in_ping", "a ping must not carry personal data", fields)
-            }
-            LeadRejection::Invalid(fields) => ApiError::validation("validation_failed", "the lead is not valid", fields),
-        })
+    pub fn validate_lead(
+        &self,
+        vertical: &Vertical,
+        lead: &Map<String, Value>,
+        mode: LeadMode,
+    ) -> Result<Lead, ApiError> {
+        vertical
+            .validate(lead, mode)
+            .map_err(|rejection| match rejection {
+                LeadRejection::PiiInPing(fields) => ApiError::validation(
+                    "pii_in_ping",
+                    "a ping must not carry personal data",
+                    fields,
+                ),
+                LeadRejection::Invalid(fields) => {
+                    ApiError::validation("validation_failed", "the lead is not valid", fields)
+                }
+            })
     }
 
-    pub async fn ping(&self, seller: &Seller, input: PingInput, received: Instant) -> Result<PingView, ApiError> {
+    pub async fn ping(
+        &self,
+        seller: &Seller,
+        input: PingInput,
+        received: Instant,
+    ) -> Result<PingView, ApiError> {
         let vertical = self.vertical(&input.vertical)?;
         let lead = self.validate_lead(vertical, &input.lead, LeadMode::Ping)?;
-        let auctioned = self.auction_and_record(seller, vertical, &lead, &input, received).await?;
+        let auctioned = self
+            .auction_and_record(seller, vertical, &lead, &input, received)
+            .await?;
         Ok(match auctioned.offer {
             Some((_, payout, expires_at)) => PingView {
                 ping_id: auctioned.ping_id,
@@ -80,7 +98,14 @@ impl Exchange {
                 expires_at: Some(rfc3339(expires_at)),
                 lead_id: None,
             },
-            None => PingView { ping_id: auctioned.ping_id, status: "no_bid", payout: None, currency: None, expires_at: None, lead_id: None },
+            None => PingView {
+                ping_id: auctioned.ping_id,
+                status: "no_bid",
+                payout: None,
+                currency: None,
+                expires_at: None,
+                lead_id: None,
+            },
         })
     }
 
@@ -94,7 +119,9 @@ impl Exchange {
     ) -> Result<Auctioned, ApiError> {
         let ping_id = new_ping_id();
         let span = tracing::info_span!("ping", ping_id = %ping_id, seller = %seller.id, vertical = %vertical.id);
-        self.record_auction(ping_id, seller, vertical, lead, input, received).instrument(span).await
+        self.record_auction(ping_id, seller, vertical, lead, input, received)
+            .instrument(span)
+            .await
     }
 
     async fn record_auction(
@@ -106,11 +133,15 @@ impl Exchange {
         input: &PingInput,
         received: Instant,
     ) -> Result<Auctioned, ApiError> {
-        let AuctionOutcome { ranked, records, eligible } = self
+        let AuctionOutcome {
+            ranked,
+            records,
+            eligible,
+        } = self
             .run_auction(&ping_id, seller, vertical, lead, input.floor, received)
             .await
             .map_err(ApiError::internal)?;
-        let now = Utc::now();
+        let now = self.now();
         let offer = ranked.first().map(|winner| {
             let payout = winner.price.share_floor(seller.payout_share);
             let ttl = ChronoDuration::seconds(self.config.auction.offer_ttl_s as i64);
@@ -121,8 +152,13 @@ impl Exchange {
             seller_id: seller.id.clone(),
             vertical: vertical.id.clone(),
             sub_id: input.sub_id.clone(),
-            lead_json: serde_json::to_string(&lead.ping_fields).map_err(|e| ApiError::internal(e.into()))?,
-            status: if offer.is_some() { PingStatus::Offer } else { PingStatus::NoBid },
+            lead_json: serde_json::to_string(&lead.ping_fields)
+                .map_err(|e| ApiError::internal(e.into()))?,
+            status: if offer.is_some() {
+                PingStatus::Offer
+            } else {
+                PingStatus::NoBid
+            },
             price: offer.map(|o| o.0),
             payout: offer.map(|o| o.1),
             expires_at: offer.map(|o| o.2),
@@ -142,8 +178,18 @@ impl Exchange {
 
     /// `GET /v1/pings/{id}`: only the seller that sent it sees it.
     pub async fn ping_view(&self, seller: &Seller, ping_id: &str) -> Result<PingView, ApiError> {
-        let not_found = || ApiError::not_found("ping_not_found", "no ping with this id was sent by this seller");
-        let ping = self.store.get_ping(ping_id).await?.filter(|p| p.seller_id == seller.id).ok_or_else(not_found)?;
+        let not_found = || {
+            ApiError::not_found(
+                "ping_not_found",
+                "no ping with this id was sent by this seller",
+            )
+        };
+        let ping = self
+            .store
+            .get_ping(ping_id)
+            .await?
+            .filter(|p| p.seller_id == seller.id)
+            .ok_or_else(not_found)?;
         let mut view = PingView {
             ping_id: ping.id.clone(),
             status: ping.status.as_str(),
@@ -153,7 +199,9 @@ impl Exchange {
             lead_id: ping.lead_id.clone(),
         };
         match ping.status {
-            PingStatus::Offer if ping.expires_at.is_some_and(|t| t <= Utc::now()) => view.status = "expired",
+            PingStatus::Offer if ping.expires_at.is_some_and(|t| t <= self.now()) => {
+                view.status = "expired"
+            }
             PingStatus::Sold => {
                 // The payout actually earned, which a fallback can make lower than the offer.
                 if let Some(sale) = match &ping.lead_id {
@@ -161,7 +209,11 @@ impl Exchange {
                     None => None,
                 } {
                     let account = crate::ledger::seller_account(&sale.seller_id);
-                    view.payout = sale.entries.iter().find(|e| e.account == account).map(|e| Money::from_cents(e.amount_cents));
+                    view.payout = sale
+                        .entries
+                        .iter()
+                        .find(|e| e.account == account)
+                        .map(|e| Money::from_cents(e.amount_cents));
                 }
                 view.expires_at = None;
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::Duration as ChronoDuration;
 use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
@@ -24,8 +24,6 @@ pub struct PostInput {
     pub body_hash: String,
 }
 
-/// How long a post may hold a ping before another request may take it over.
-const POST_LEASE: Duration = Duration::from_secs(10 * 30 + 30);
 /// How often a request waiting on another's identical post looks for its result.
 const POLL_EVERY: Duration = Duration::from_millis(20);
 
@@ -36,47 +34,95 @@ impl Exchange {
     }
 
     async fn post_inner(&self, seller: &Seller, input: PostInput) -> Result<Value, ApiError> {
-        let not_found = || ApiError::not_found("ping_not_found", "no ping with this id was sent by this seller");
-        let ping = self.store.get_ping(&input.ping_id).await?.filter(|p| p.seller_id == seller.id).ok_or_else(not_found)?;
+        let not_found = || {
+            ApiError::not_found(
+                "ping_not_found",
+                "no ping with this id was sent by this seller",
+            )
+        };
+        let ping = self
+            .store
+            .get_ping(&input.ping_id)
+            .await?
+            .filter(|p| p.seller_id == seller.id)
+            .ok_or_else(not_found)?;
         match ping.status {
-            PingStatus::NoBid => return Err(ApiError::conflict("no_offer", "this ping had no bid, so there is nothing to post")),
-            PingStatus::Sold | PingStatus::Unsold => return self.replay(&ping.id, &input.body_hash).await,
+            PingStatus::NoBid => {
+                return Err(ApiError::conflict(
+                    "no_offer",
+                    "this ping had no bid, so there is nothing to post",
+                ))
+            }
+            PingStatus::Sold | PingStatus::Unsold => {
+                return self.replay(&ping.id, &input.body_hash).await
+            }
             PingStatus::Offer => {}
         }
-        if ping.expires_at.is_some_and(|t| t <= Utc::now()) {
-            return Err(ApiError::new(actix_web::http::StatusCode::GONE, "offer_expired", "the offer for this ping has expired"));
+        if ping.expires_at.is_some_and(|t| t <= self.now()) {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::GONE,
+                "offer_expired",
+                "the offer for this ping has expired",
+            ));
         }
         let vertical = self.vertical(&ping.vertical)?;
         let lead = self.validate_lead(vertical, &input.lead, LeadMode::Full)?;
         check_matches_ping(&ping, &lead)?;
-        self.claim_and_deliver(seller, &ping, &lead, &input.body_hash).await
+        self.claim_and_deliver(seller, &ping, &lead, &input.body_hash)
+            .await
     }
 
     /// `POST /v1/leads`: the full lead in one call. It is validated whole before any buyer is
     /// contacted; bidders still see only its non-PII fields.
-    pub async fn direct_post(&self, seller: &Seller, input: PingInput, body_hash: &str, received: Instant) -> Result<Value, ApiError> {
+    pub async fn direct_post(
+        &self,
+        seller: &Seller,
+        input: PingInput,
+        body_hash: &str,
+        received: Instant,
+    ) -> Result<Value, ApiError> {
         let vertical = self.vertical(&input.vertical)?;
         let lead = self.validate_lead(vertical, &input.lead, LeadMode::Full)?;
-        let auctioned = self.auction_and_record(seller, vertical, &lead, &input, received).await?;
+        let auctioned = self
+            .auction_and_record(seller, vertical, &lead, &input, received)
+            .await?;
         if auctioned.offer.is_none() {
-            return Ok(json!({"ping_id": auctioned.ping_id, "status": "unsold", "reason": "no_bid"}));
+            return Ok(
+                json!({"ping_id": auctioned.ping_id, "status": "unsold", "reason": "no_bid"}),
+            );
         }
         let ping = self
             .store
             .get_ping(&auctioned.ping_id)
             .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a ping just recorded is missing")))?;
+            .ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("a ping just recorded is missing"))
+            })?;
         let span = tracing::info_span!("post", ping_id = %ping.id, seller = %seller.id);
-        self.claim_and_deliver(seller, &ping, &lead, body_hash).instrument(span).await
+        self.claim_and_deliver(seller, &ping, &lead, body_hash)
+            .instrument(span)
+            .await
     }
 
     /// Delivery after the checks: the direct post (`POST /v1/leads`) enters here too.
-    pub(super) async fn claim_and_deliver(&self, seller: &Seller, ping: &PingRow, lead: &Lead, body_hash: &str) -> Result<Value, ApiError> {
-        let now = Utc::now();
-        let lease_until = now + ChronoDuration::from_std(POST_LEASE).unwrap_or_default();
-        match self.store.claim_post(&ping.id, body_hash, now, lease_until).await? {
+    pub(super) async fn claim_and_deliver(
+        &self,
+        seller: &Seller,
+        ping: &PingRow,
+        lead: &Lead,
+        body_hash: &str,
+    ) -> Result<Value, ApiError> {
+        let now = self.now();
+        let lease_until = now + ChronoDuration::from_std(self.post_lease()).unwrap_or_default();
+        match self
+            .store
+            .claim_post(&ping.id, body_hash, now, lease_until)
+            .await?
+        {
             Claim::Claimed => {}
-            Claim::Done { .. } | Claim::Busy { .. } => return self.replay(&ping.id, body_hash).await,
+            Claim::Done { .. } | Claim::Busy { .. } => {
+                return self.replay(&ping.id, body_hash).await
+            }
         }
         match self.deliver(seller, ping, lead, body_hash).await {
             Ok(result) => Ok(result),
@@ -96,27 +142,54 @@ impl Exchange {
         let started = std::time::Instant::now();
         loop {
             match self.store.post_state(ping_id).await? {
-                PostState::Done { body_hash: first, result_json } if first == body_hash => {
-                    return serde_json::from_str(&result_json).map_err(|e| ApiError::internal(e.into()));
+                PostState::Done {
+                    body_hash: first,
+                    result_json,
+                } if first == body_hash => {
+                    return serde_json::from_str(&result_json)
+                        .map_err(|e| ApiError::internal(e.into()));
                 }
-                PostState::Done { .. } => return Err(ApiError::conflict("already_posted", "this ping was already posted with a different body")),
+                PostState::Done { .. } => {
+                    return Err(ApiError::conflict(
+                        "already_posted",
+                        "this ping was already posted with a different body",
+                    ))
+                }
                 PostState::Busy { body_hash: first } if first != body_hash => {
-                    return Err(ApiError::conflict("post_in_progress", "this ping is being posted with a different body"));
+                    return Err(ApiError::conflict(
+                        "post_in_progress",
+                        "this ping is being posted with a different body",
+                    ));
                 }
-                PostState::Busy { .. } if started.elapsed() < POST_LEASE => tokio::time::sleep(POLL_EVERY).await,
+                PostState::Busy { .. } if started.elapsed() < self.post_lease() => {
+                    tokio::time::sleep(POLL_EVERY).await
+                }
                 // An identical post failed and gave the ping back, or is taking too long.
                 PostState::Busy { .. } | PostState::Open => {
-                    return Err(ApiError::conflict("post_in_progress", "this ping is being posted; retry later"));
+                    return Err(ApiError::conflict(
+                        "post_in_progress",
+                        "this ping is being posted; retry later",
+                    ));
                 }
             }
         }
     }
 
-    async fn deliver(&self, seller: &Seller, ping: &PingRow, lead: &Lead, body_hash: &str) -> Result<Value, ApiError> {
+    async fn deliver(
+        &self,
+        seller: &Seller,
+        ping: &PingRow,
+        lead: &Lead,
+        body_hash: &str,
+    ) -> Result<Value, ApiError> {
         let _ = body_hash;
         let market = self.marketplace();
         let vertical = self.vertical(&ping.vertical)?;
-        let dedupe_keys: Vec<String> = vertical.dedupe_values(lead).iter().map(|v| self.keyed_hash(v.as_bytes())).collect();
+        let dedupe_keys: Vec<String> = vertical
+            .dedupe_values(lead)
+            .iter()
+            .map(|v| self.keyed_hash(v.as_bytes()))
+            .collect();
         let full_lead = lead.full_json();
         let mut attempts: Vec<PostAttempt> = Vec::new();
         let mut posts_sent = 0;
@@ -124,35 +197,86 @@ impl Exchange {
             if posts_sent >= self.config.auction.max_post_attempts {
                 break;
             }
-            let Some(buyer) = market.buyer(&bid.buyer_id).filter(|b| b.active && !self.is_paused(&b.id)) else {
+            let Some(buyer) = market
+                .buyer(&bid.buyer_id)
+                .filter(|b| b.active && !self.is_paused(&b.id))
+            else {
                 continue;
             };
-            let at = Utc::now();
+            let at = self.now();
             if buyer.dedupe_days > 0 && !dedupe_keys.is_empty() {
                 let since = at - ChronoDuration::days(buyer.dedupe_days as i64);
-                if self.store.dedupe_hit(&buyer.id, &dedupe_keys, since).await? {
-                    attempts.push(PostAttempt { buyer_id: buyer.id.clone(), outcome: "dedupe", price: bid.price, reason: None, latency_ms: 0, at });
+                if self
+                    .store
+                    .dedupe_hit(&buyer.id, &dedupe_keys, since)
+                    .await?
+                {
+                    attempts.push(PostAttempt {
+                        buyer_id: buyer.id.clone(),
+                        outcome: "dedupe",
+                        price: bid.price,
+                        reason: None,
+                        latency_ms: 0,
+                        at,
+                    });
                     continue;
                 }
             }
             posts_sent += 1;
-            let request = PostRequest { ping_id: &ping.id, bid_id: bid.bid_id.as_deref(), price: bid.price, vertical: &ping.vertical, lead: &full_lead };
+            let request = PostRequest {
+                ping_id: &ping.id,
+                bid_id: bid.bid_id.as_deref(),
+                price: bid.price,
+                vertical: &ping.vertical,
+                lead: &full_lead,
+            };
             let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal(e.into()))?;
-            let timed = self.client.post(buyer, body, Duration::from_millis(buyer.timeout_ms)).await;
+            let timed = self
+                .client
+                .post(buyer, body, Duration::from_millis(buyer.timeout_ms))
+                .await;
             let (outcome, reason, buyer_lead_id) = match timed.outcome {
-                Outcome::Answer(PostAnswer::Accepted { buyer_lead_id }) => ("accepted", None, buyer_lead_id),
-                Outcome::Answer(PostAnswer::Rejected { reason }) => ("rejected", Some(reason), None),
-                Outcome::Timeout => ("timeout", Some("no answer within the buyer's time".to_string()), None),
+                Outcome::Answer(PostAnswer::Accepted { buyer_lead_id }) => {
+                    ("accepted", None, buyer_lead_id)
+                }
+                Outcome::Answer(PostAnswer::Rejected { reason }) => {
+                    ("rejected", Some(reason), None)
+                }
+                Outcome::Timeout => (
+                    "timeout",
+                    Some("no answer within the buyer's time".to_string()),
+                    None,
+                ),
                 Outcome::Error(reason) => ("error", Some(reason), None),
             };
             tracing::info!(buyer = %buyer.id, outcome, reason = reason.as_deref().unwrap_or(""), latency_ms = timed.latency_ms, "post delivered");
-            attempts.push(PostAttempt { buyer_id: buyer.id.clone(), outcome, price: bid.price, reason, latency_ms: timed.latency_ms as i64, at });
+            attempts.push(PostAttempt {
+                buyer_id: buyer.id.clone(),
+                outcome,
+                price: bid.price,
+                reason,
+                latency_ms: timed.latency_ms as i64,
+                at,
+            });
             if outcome == "accepted" {
-                return self.book_sale(seller, ping, &buyer.id, bid.price, buyer_lead_id, dedupe_keys, &attempts).await;
+                return self
+                    .book_sale(
+                        seller,
+                        ping,
+                        &buyer.id,
+                        bid.price,
+                        buyer_lead_id,
+                        dedupe_keys,
+                        &attempts,
+                    )
+                    .await;
             }
         }
-        let result = json!({"ping_id": ping.id, "status": "unsold", "reason": "all_buyers_rejected"});
-        self.store.record_unsold(&ping.id, &result.to_string(), &attempts).await?;
+        let result =
+            json!({"ping_id": ping.id, "status": "unsold", "reason": "all_buyers_rejected"});
+        self.store
+            .record_unsold(&ping.id, &result.to_string(), &attempts)
+            .await?;
         tracing::info!(attempts = attempts.len(), "lead unsold");
         Ok(result)
     }
@@ -170,7 +294,7 @@ impl Exchange {
     ) -> Result<Value, ApiError> {
         let lead_id = new_lead_id();
         let amounts = SaleAmounts::new(price, seller.payout_share);
-        let transaction = Transaction::sale(&lead_id, buyer_id, &seller.id, amounts, Utc::now());
+        let transaction = Transaction::sale(&lead_id, buyer_id, &seller.id, amounts, self.now());
         let result = json!({"ping_id": ping.id, "status": "sold", "lead_id": lead_id, "payout": amounts.payout});
         let sale = NewSale {
             lead_id: lead_id.clone(),
@@ -191,7 +315,10 @@ impl Exchange {
                 Ok(result)
             }
             // Another request sold this ping first (after our lease ran out): its result stands.
-            Err(StoreError::Conflict(_)) => Err(ApiError::conflict("already_posted", "this ping was sold by another request")),
+            Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
+                "already_posted",
+                "this ping was sold by another request",
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -199,7 +326,8 @@ impl Exchange {
 
 /// Every non-PII field of the post must equal the pinged value, and none may be added or dropped.
 fn check_matches_ping(ping: &PingRow, lead: &Lead) -> Result<(), ApiError> {
-    let pinged: Map<String, Value> = serde_json::from_str(&ping.lead_json).map_err(|e| ApiError::internal(e.into()))?;
+    let pinged: Map<String, Value> =
+        serde_json::from_str(&ping.lead_json).map_err(|e| ApiError::internal(e.into()))?;
     let mut names: Vec<&String> = pinged.keys().chain(lead.ping_fields.keys()).collect();
     names.sort();
     names.dedup();
@@ -211,6 +339,10 @@ fn check_matches_ping(ping: &PingRow, lead: &Lead) -> Result<(), ApiError> {
     if mismatched.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::validation("lead_mismatch", "the lead does not match the ping", mismatched))
+        Err(ApiError::validation(
+            "lead_mismatch",
+            "the lead does not match the ping",
+            mismatched,
+        ))
     }
 }

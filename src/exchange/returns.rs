@@ -35,39 +35,73 @@ pub const STATEMENT_DAYS_MAX: i64 = 366;
 /// `from` and `to` are inclusive UTC dates: `[from 00:00, to + 1 day 00:00)`.
 pub fn day_range(from: NaiveDate, to: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let start = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let end = (to + ChronoDuration::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let end = (to + ChronoDuration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
     (start, end)
 }
 
 impl Exchange {
-    pub async fn return_lead(&self, buyer: &Buyer, lead_id: &str, reason: &str) -> Result<Value, ApiError> {
+    pub async fn return_lead(
+        &self,
+        buyer: &Buyer,
+        lead_id: &str,
+        reason: &str,
+    ) -> Result<Value, ApiError> {
         let window_days = self.config.return_window_days;
         if window_days == 0 {
-            return Err(ApiError::validation("returns_disabled", "this exchange does not accept returns", vec![]));
+            return Err(ApiError::validation(
+                "returns_disabled",
+                "this exchange does not accept returns",
+                vec![],
+            ));
         }
         let sale = self
             .store
             .get_sale(lead_id)
             .await?
             .filter(|s| s.buyer_id == buyer.id)
-            .ok_or_else(|| ApiError::not_found("lead_not_found", "no lead with this id was sold to this buyer"))?;
-        let now = Utc::now();
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "lead_not_found",
+                    "no lead with this id was sold to this buyer",
+                )
+            })?;
+        let now = self.now();
         if now - sale.created_at > ChronoDuration::days(window_days as i64) {
-            return Err(ApiError::validation("return_window_passed", "the return window for this lead has passed", vec![]));
+            return Err(ApiError::validation(
+                "return_window_passed",
+                "the return window for this lead has passed",
+                vec![],
+            ));
         }
         let transaction = Transaction::reversal(&sale.transaction_id, lead_id, &sale.entries, now);
-        let ret = NewReturn { lead_id: lead_id.to_string(), buyer_id: buyer.id.clone(), reason: reason.to_string(), transaction };
+        let ret = NewReturn {
+            lead_id: lead_id.to_string(),
+            buyer_id: buyer.id.clone(),
+            reason: reason.to_string(),
+            transaction,
+        };
         match self.store.record_return(&ret).await {
             Ok(()) => {
                 tracing::info!(buyer = %buyer.id, lead_id, refund = %sale.price, "lead returned");
                 Ok(json!({"lead_id": lead_id, "status": "returned", "refund": sale.price}))
             }
-            Err(StoreError::Conflict(_)) => Err(ApiError::conflict("already_returned", "this lead was returned already")),
+            Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
+                "already_returned",
+                "this lead was returned already",
+            )),
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn statement(&self, account: String, from: NaiveDate, to: NaiveDate) -> Result<Statement, ApiError> {
+    pub async fn statement(
+        &self,
+        account: String,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Statement, ApiError> {
         let (start, end) = day_range(from, to);
         let entries = self.store.account_entries(&account, start, end).await?;
         let total = SignedCents(entries.iter().map(|e| e.amount_cents).sum());
@@ -80,6 +114,13 @@ impl Exchange {
                 amount: SignedCents(e.amount_cents),
             })
             .collect();
-        Ok(Statement { account, from, to, currency: self.config.currency.clone(), lines, total })
+        Ok(Statement {
+            account,
+            from,
+            to,
+            currency: self.config.currency.clone(),
+            lines,
+            total,
+        })
     }
 }

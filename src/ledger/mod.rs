@@ -79,29 +79,53 @@ impl SaleAmounts {
     pub fn new(price: Money, payout_share: rust_decimal::Decimal) -> SaleAmounts {
         let payout = price.share_floor(payout_share);
         let margin = price.checked_sub(payout).unwrap_or(Money::ZERO);
-        SaleAmounts { price, payout, margin }
+        SaleAmounts {
+            price,
+            payout,
+            margin,
+        }
     }
 }
 
 impl Transaction {
     /// `buyer:<id>` −price, `seller:<id>` +payout, `exchange:revenue` +margin.
-    pub fn sale(lead_id: &str, buyer_id: &str, seller_id: &str, amounts: SaleAmounts, at: DateTime<Utc>) -> Transaction {
+    pub fn sale(
+        lead_id: &str,
+        buyer_id: &str,
+        seller_id: &str,
+        amounts: SaleAmounts,
+        at: DateTime<Utc>,
+    ) -> Transaction {
         Transaction {
             id: new_transaction_id(),
             kind: TransactionKind::Sale,
             lead_id: lead_id.to_string(),
             reverses: None,
             entries: vec![
-                Entry { account: buyer_account(buyer_id), amount_cents: -amounts.price.cents() },
-                Entry { account: seller_account(seller_id), amount_cents: amounts.payout.cents() },
-                Entry { account: EXCHANGE_REVENUE.to_string(), amount_cents: amounts.margin.cents() },
+                Entry {
+                    account: buyer_account(buyer_id),
+                    amount_cents: -amounts.price.cents(),
+                },
+                Entry {
+                    account: seller_account(seller_id),
+                    amount_cents: amounts.payout.cents(),
+                },
+                Entry {
+                    account: EXCHANGE_REVENUE.to_string(),
+                    amount_cents: amounts.margin.cents(),
+                },
             ],
             created_at: at,
         }
     }
 
     /// The exact negation of a sale's entries, referencing it.
-    pub fn reversal(sale_id: &str, lead_id: &str, sale_entries: &[Entry], at: DateTime<Utc>) -> Transaction {
+    pub fn reversal(
+        sale_id: &str,
+        lead_id: &str,
+        sale_entries: &[Entry],
+        at: DateTime<Utc>,
+    ) -> Transaction {
         Transaction {
             id: new_transaction_id(),
             kind: TransactionKind::Return,
@@ -109,7 +133,10 @@ impl Transaction {
             reverses: Some(sale_id.to_string()),
             entries: sale_entries
                 .iter()
-                .map(|e| Entry { account: e.account.clone(), amount_cents: -e.amount_cents })
+                .map(|e| Entry {
+                    account: e.account.clone(),
+                    amount_cents: -e.amount_cents,
+                })
                 .collect(),
             created_at: at,
         }
@@ -121,7 +148,10 @@ impl Transaction {
         if sum == 0 && self.entries.len() >= 2 {
             Ok(())
         } else {
-            Err(Unbalanced { id: self.id.clone(), sum_cents: sum })
+            Err(Unbalanced {
+                id: self.id.clone(),
+                sum_cents: sum,
+            })
         }
     }
 }
@@ -149,7 +179,13 @@ mod tests {
 
     #[test]
     fn an_unbalanced_transaction_is_refused() {
-        let mut sale = Transaction::sale("lead_1", "b", "s", SaleAmounts::new(Money::from_cents(1000), rust_decimal::Decimal::new(8, 1)), Utc::now());
+        let mut sale = Transaction::sale(
+            "lead_1",
+            "b",
+            "s",
+            SaleAmounts::new(Money::from_cents(1000), rust_decimal::Decimal::new(8, 1)),
+            Utc::now(),
+        );
         sale.entries[2].amount_cents += 1;
         assert_eq!(sale.check_balanced().unwrap_err().sum_cents, 1);
     }

@@ -17,26 +17,42 @@ pub enum Caller {
 }
 
 pub fn authenticate(req: &HttpRequest, exchange: &Exchange) -> Result<Caller, ApiError> {
-    let header = req
-        .headers()
-        .get("authorization")
-        .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer <API key> header is required"))?;
-    let text = header.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not readable"))?;
+    let header = req.headers().get("authorization").ok_or_else(|| {
+        ApiError::unauthorized("an Authorization: Bearer <API key> header is required")
+    })?;
+    let text = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not readable"))?;
     let (scheme, key) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::unauthorized("the Authorization scheme must be Bearer"));
+        return Err(ApiError::unauthorized(
+            "the Authorization scheme must be Bearer",
+        ));
     }
     let key = key.trim();
     if key.is_empty() || key.len() > 512 {
-        return Err(ApiError::unauthorized("the API key is missing or malformed"));
+        return Err(ApiError::unauthorized(
+            "the API key is missing or malformed",
+        ));
     }
     let hash = hash_key(key);
     let unknown = || ApiError::unauthorized("the API key is not known");
     match exchange.config.keys.get(&hash) {
-        Some(Principal::Seller(id)) => exchange.config.sellers.get(id).cloned().map(Caller::Seller).ok_or_else(unknown),
+        Some(Principal::Seller(id)) => exchange
+            .config
+            .sellers
+            .get(id)
+            .cloned()
+            .map(Caller::Seller)
+            .ok_or_else(unknown),
         Some(Principal::Finance(name)) => Ok(Caller::Finance(name.clone())),
         Some(Principal::Admin(name)) => Ok(Caller::Admin(name.clone())),
-        Some(Principal::Buyer(_)) | None => exchange.marketplace().buyer_by_key(&hash).cloned().map(Caller::Buyer).ok_or_else(unknown),
+        Some(Principal::Buyer(_)) | None => exchange
+            .marketplace()
+            .buyer_by_key(&hash)
+            .cloned()
+            .map(Caller::Buyer)
+            .ok_or_else(unknown),
     }
 }
 

@@ -22,7 +22,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/leads").route(web::post().to(posts::direct)))
         .service(resource("/v1/returns").route(web::post().to(buyers::create_return)))
         .service(resource("/v1/buyers/me/statement").route(web::get().to(buyers::buyer_statement)))
-        .service(resource("/v1/sellers/me/statement").route(web::get().to(buyers::seller_statement)));
+        .service(
+            resource("/v1/sellers/me/statement").route(web::get().to(buyers::seller_statement)),
+        );
 }
 
 /// A resource whose wrong methods get the contract's error JSON, not an empty 405.
@@ -31,7 +33,11 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here"))
+    Err(ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed here",
+    ))
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -40,5 +46,7 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 
 /// A JSON body that was already serialised (a replayed response).
 fn json_text(text: String) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(text)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(text)
 }

@@ -17,7 +17,11 @@ use crate::state::IdempotencyBegin;
 /// How long an `Idempotency-Key` is remembered.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
-pub async fn create(req: HttpRequest, payload: web::Payload, exchange: web::Data<Exchange>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    exchange: web::Data<Exchange>,
+) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let seller = authenticate(&req, &exchange)?.seller()?;
     let value = read_json(&req, payload, exchange.config.body_limit_bytes).await?;
@@ -30,11 +34,17 @@ pub async fn create(req: HttpRequest, payload: web::Payload, exchange: web::Data
     .await
 }
 
-pub async fn show(req: HttpRequest, exchange: web::Data<Exchange>) -> Result<HttpResponse, ApiError> {
+pub async fn show(
+    req: HttpRequest,
+    exchange: web::Data<Exchange>,
+) -> Result<HttpResponse, ApiError> {
     let seller = authenticate(&req, &exchange)?.seller()?;
     let ping_id = req.match_info().get("ping_id").unwrap_or_default();
     if !looks_like_id("ping", ping_id) {
-        return Err(ApiError::not_found("ping_not_found", "no ping with this id was sent by this seller"));
+        return Err(ApiError::not_found(
+            "ping_not_found",
+            "no ping with this id was sent by this seller",
+        ));
     }
     Ok(HttpResponse::Ok().json(exchange.ping_view(&seller, ping_id).await?))
 }
@@ -48,8 +58,15 @@ pub fn parse_ping(value: Value) -> Result<PingInput, ApiError> {
     let floor = fields.money("floor");
     fields.finish()?;
     match (vertical, lead) {
-        (Some(vertical), Some(lead)) => Ok(PingInput { vertical, lead, sub_id, floor }),
-        _ => Err(ApiError::internal(anyhow::anyhow!("required fields passed the parse"))),
+        (Some(vertical), Some(lead)) => Ok(PingInput {
+            vertical,
+            lead,
+            sub_id,
+            floor,
+        }),
+        _ => Err(ApiError::internal(anyhow::anyhow!(
+            "required fields passed the parse"
+        ))),
     }
 }
 
@@ -61,7 +78,13 @@ pub fn canonical_hash(exchange: &Exchange, value: &Value) -> String {
 
 /// Runs `work` once per `Idempotency-Key`: a repeat with the same body gets the first
 /// response, another body a 409. Only successes are remembered; a failed request frees its key.
-pub async fn with_idempotency<F>(req: &HttpRequest, exchange: &Exchange, seller: &Seller, body_hash: &str, work: F) -> Result<HttpResponse, ApiError>
+pub async fn with_idempotency<F>(
+    req: &HttpRequest,
+    exchange: &Exchange,
+    seller: &Seller,
+    body_hash: &str,
+    work: F,
+) -> Result<HttpResponse, ApiError>
 where
     F: Future<Output = Result<Value, ApiError>>,
 {
@@ -72,23 +95,41 @@ where
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::invalid_field("Idempotency-Key", "invalid_format", "must be 1 to 255 visible ASCII characters"))?;
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "Idempotency-Key",
+                "invalid_format",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?;
     let state = &exchange.state;
-    let begin = state.idempotency_begin(&seller.id, key, body_hash, IDEMPOTENCY_TTL).await.map_err(ApiError::unavailable)?;
+    let begin = state
+        .idempotency_begin(&seller.id, key, body_hash, IDEMPOTENCY_TTL)
+        .await
+        .map_err(ApiError::unavailable)?;
     match begin {
         IdempotencyBegin::Replay(response) => return Ok(json_text(response)),
         IdempotencyBegin::Mismatch => {
-            return Err(ApiError::conflict("idempotency_key_reused", "this Idempotency-Key was used with a different body"))
+            return Err(ApiError::conflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different body",
+            ))
         }
         IdempotencyBegin::InProgress => {
-            return Err(ApiError::conflict("idempotency_in_progress", "a request with this Idempotency-Key is still running"))
+            return Err(ApiError::conflict(
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still running",
+            ))
         }
         IdempotencyBegin::Started => {}
     }
     match work.await {
         Ok(value) => {
             let text = value.to_string();
-            if let Err(e) = state.idempotency_complete(&seller.id, key, body_hash, &text, IDEMPOTENCY_TTL).await {
+            if let Err(e) = state
+                .idempotency_complete(&seller.id, key, body_hash, &text, IDEMPOTENCY_TTL)
+                .await
+            {
                 tracing::warn!(error = %e, "could not record an idempotent response");
             }
             Ok(json_text(text))

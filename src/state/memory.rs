@@ -61,34 +61,64 @@ impl InProcessState {
 
 #[async_trait]
 impl SharedState for InProcessState {
-    async fn idempotency_begin(&self, scope: &str, key: &str, body_hash: &str, ttl: Duration) -> anyhow::Result<IdempotencyBegin> {
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        body_hash: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<IdempotencyBegin> {
         let now = Instant::now();
         let mut idem = self.idempotency();
         idem.purge(now);
         let id = (scope.to_string(), key.to_string());
         if let Some(entry) = idem.entries.get(&id) {
             return Ok(match &entry.record {
-                Record::Running { body_hash: h } | Record::Done { body_hash: h, .. } if h != body_hash => IdempotencyBegin::Mismatch,
+                Record::Running { body_hash: h } | Record::Done { body_hash: h, .. }
+                    if h != body_hash =>
+                {
+                    IdempotencyBegin::Mismatch
+                }
                 Record::Running { .. } => IdempotencyBegin::InProgress,
                 Record::Done { response, .. } => IdempotencyBegin::Replay(response.clone()),
             });
         }
         let expires = now + ttl;
-        idem.entries.insert(id.clone(), Entry { record: Record::Running { body_hash: body_hash.to_string() }, expires });
+        idem.entries.insert(
+            id.clone(),
+            Entry {
+                record: Record::Running {
+                    body_hash: body_hash.to_string(),
+                },
+                expires,
+            },
+        );
         idem.order.push_back((expires, id));
         Ok(IdempotencyBegin::Started)
     }
 
-    async fn idempotency_complete(&self, scope: &str, key: &str, body_hash: &str, response: &str, _ttl: Duration) -> anyhow::Result<()> {
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        body_hash: &str,
+        response: &str,
+        _ttl: Duration,
+    ) -> anyhow::Result<()> {
         let mut idem = self.idempotency();
         if let Some(entry) = idem.entries.get_mut(&(scope.to_string(), key.to_string())) {
-            entry.record = Record::Done { body_hash: body_hash.to_string(), response: response.to_string() };
+            entry.record = Record::Done {
+                body_hash: body_hash.to_string(),
+                response: response.to_string(),
+            };
         }
         Ok(())
     }
 
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> anyhow::Result<()> {
-        self.idempotency().entries.remove(&(scope.to_string(), key.to_string()));
+        self.idempotency()
+            .entries
+            .remove(&(scope.to_string(), key.to_string()));
         Ok(())
     }
 }
@@ -101,21 +131,54 @@ mod tests {
     async fn a_key_replays_its_first_response_and_refuses_another_body() {
         let state = InProcessState::new();
         let ttl = Duration::from_secs(60);
-        assert_eq!(state.idempotency_begin("s", "k", "h1", ttl).await.unwrap(), IdempotencyBegin::Started);
-        assert_eq!(state.idempotency_begin("s", "k", "h1", ttl).await.unwrap(), IdempotencyBegin::InProgress);
-        state.idempotency_complete("s", "k", "h1", "{\"a\":1}", ttl).await.unwrap();
-        assert_eq!(state.idempotency_begin("s", "k", "h1", ttl).await.unwrap(), IdempotencyBegin::Replay("{\"a\":1}".into()));
-        assert_eq!(state.idempotency_begin("s", "k", "h2", ttl).await.unwrap(), IdempotencyBegin::Mismatch);
+        assert_eq!(
+            state.idempotency_begin("s", "k", "h1", ttl).await.unwrap(),
+            IdempotencyBegin::Started
+        );
+        assert_eq!(
+            state.idempotency_begin("s", "k", "h1", ttl).await.unwrap(),
+            IdempotencyBegin::InProgress
+        );
+        state
+            .idempotency_complete("s", "k", "h1", "{\"a\":1}", ttl)
+            .await
+            .unwrap();
+        assert_eq!(
+            state.idempotency_begin("s", "k", "h1", ttl).await.unwrap(),
+            IdempotencyBegin::Replay("{\"a\":1}".into())
+        );
+        assert_eq!(
+            state.idempotency_begin("s", "k", "h2", ttl).await.unwrap(),
+            IdempotencyBegin::Mismatch
+        );
         // Keys are per scope (seller).
-        assert_eq!(state.idempotency_begin("t", "k", "h2", ttl).await.unwrap(), IdempotencyBegin::Started);
+        assert_eq!(
+            state.idempotency_begin("t", "k", "h2", ttl).await.unwrap(),
+            IdempotencyBegin::Started
+        );
     }
 
     #[tokio::test]
     async fn an_abandoned_or_expired_key_can_be_used_again() {
         let state = InProcessState::new();
-        state.idempotency_begin("s", "k", "h1", Duration::from_secs(60)).await.unwrap();
+        state
+            .idempotency_begin("s", "k", "h1", Duration::from_secs(60))
+            .await
+            .unwrap();
         state.idempotency_abandon("s", "k").await.unwrap();
-        assert_eq!(state.idempotency_begin("s", "k", "h2", Duration::ZERO).await.unwrap(), IdempotencyBegin::Started);
-        assert_eq!(state.idempotency_begin("s", "k", "h3", Duration::from_secs(60)).await.unwrap(), IdempotencyBegin::Started);
+        assert_eq!(
+            state
+                .idempotency_begin("s", "k", "h2", Duration::ZERO)
+                .await
+                .unwrap(),
+            IdempotencyBegin::Started
+        );
+        assert_eq!(
+            state
+                .idempotency_begin("s", "k", "h3", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            IdempotencyBegin::Started
+        );
     }
 }

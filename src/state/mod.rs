@@ -24,8 +24,21 @@ pub enum IdempotencyBegin {
 
 #[async_trait]
 pub trait SharedState: Send + Sync + 'static {
-    async fn idempotency_begin(&self, scope: &str, key: &str, body_hash: &str, ttl: Duration) -> anyhow::Result<IdempotencyBegin>;
-    async fn idempotency_complete(&self, scope: &str, key: &str, body_hash: &str, response: &str, ttl: Duration) -> anyhow::Result<()>;
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        body_hash: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<IdempotencyBegin>;
+    async fn idempotency_complete(
+        &self,
+        scope: &str,
+        key: &str,
+        body_hash: &str,
+        response: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<()>;
     /// Frees a key whose request failed, so the client can retry with it.
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> anyhow::Result<()>;
 }

@@ -113,15 +113,23 @@ pub enum Claim {
     /// Another request is delivering it now.
     Busy { body_hash: String },
     /// It was posted already; the first result, to return again for the same body.
-    Done { body_hash: String, result_json: String },
+    Done {
+        body_hash: String,
+        result_json: String,
+    },
 }
 
 /// Where a ping's posting stands, read without changing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostState {
     Open,
-    Busy { body_hash: String },
-    Done { body_hash: String, result_json: String },
+    Busy {
+        body_hash: String,
+    },
+    Done {
+        body_hash: String,
+        result_json: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -197,22 +205,43 @@ pub trait Store: Send + Sync + 'static {
     async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>>;
 
     /// Takes the ping for posting unless someone holds it (a claim older than its lease is void).
-    async fn claim_post(&self, ping_id: &str, body_hash: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Claim>;
+    async fn claim_post(
+        &self,
+        ping_id: &str,
+        body_hash: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Claim>;
     async fn post_state(&self, ping_id: &str) -> StoreResult<PostState>;
     /// Gives a claim back after a failure that sold nothing, so the offer can be posted again.
     async fn release_claim(&self, ping_id: &str) -> StoreResult<()>;
     /// Whether this buyer bought a lead with one of these keys since `since`.
-    async fn dedupe_hit(&self, buyer_id: &str, keys: &[String], since: DateTime<Utc>) -> StoreResult<bool>;
+    async fn dedupe_hit(
+        &self,
+        buyer_id: &str,
+        keys: &[String],
+        since: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Sale, ledger transaction, dedupe keys, attempts and the ping's result, in one transaction.
     async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()>;
     /// The ping ends unsold; its attempts and result are kept.
-    async fn record_unsold(&self, ping_id: &str, result_json: &str, attempts: &[PostAttempt]) -> StoreResult<()>;
+    async fn record_unsold(
+        &self,
+        ping_id: &str,
+        result_json: &str,
+        attempts: &[PostAttempt],
+    ) -> StoreResult<()>;
 
     async fn get_sale(&self, lead_id: &str) -> StoreResult<Option<SaleRow>>;
     /// The return and its reversing transaction; `Conflict` if the lead was returned already.
     async fn record_return(&self, ret: &NewReturn) -> StoreResult<()>;
     /// An account's entries with `from <= time < to`, oldest first.
-    async fn account_entries(&self, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<EntryRow>>;
+    async fn account_entries(
+        &self,
+        account: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<EntryRow>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

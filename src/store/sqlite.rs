@@ -31,10 +31,13 @@ fn money(cents: Option<i64>) -> Option<Money> {
 /// Sorts a database error into what the caller can act on.
 pub(super) fn classify(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(error.into())
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_string())
         }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.into()),
         _ => StoreError::Other(error.into()),
     }
 }
@@ -62,12 +65,16 @@ impl SqliteStore {
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way
         // on a lock upgrade; other writers wait up to busy_timeout.
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
     }
 }
 
 async fn insert_transaction(tx: &mut sqlx::SqliteConnection, t: &Transaction) -> StoreResult<()> {
-    t.check_balanced().map_err(|e| StoreError::Other(e.into()))?;
+    t.check_balanced()
+        .map_err(|e| StoreError::Other(e.into()))?;
     let at = micros(t.created_at);
     for entry in &t.entries {
         sqlx::query("insert into ledger_entry (transaction_id, account, amount_cents, created_at) values (?, ?, ?, ?)")
@@ -91,7 +98,11 @@ async fn insert_transaction(tx: &mut sqlx::SqliteConnection, t: &Transaction) ->
     Ok(())
 }
 
-async fn insert_attempts(tx: &mut sqlx::SqliteConnection, ping_id: &str, attempts: &[PostAttempt]) -> StoreResult<()> {
+async fn insert_attempts(
+    tx: &mut sqlx::SqliteConnection,
+    ping_id: &str,
+    attempts: &[PostAttempt],
+) -> StoreResult<()> {
     for a in attempts {
         sqlx::query("insert into post_attempt (ping_id, buyer_id, outcome, price_cents, reason, latency_ms, created_at) values (?, ?, ?, ?, ?, ?, ?)")
             .bind(ping_id)
@@ -114,11 +125,16 @@ impl Store for SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Other(anyhow::Error::new(e).context("applying SQLite migrations")))
+            .map_err(|e| {
+                StoreError::Other(anyhow::Error::new(e).context("applying SQLite migrations"))
+            })
     }
 
     async fn check(&self) -> StoreResult<()> {
-        sqlx::query("select 1").execute(&self.pool).await.map_err(classify)?;
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
@@ -187,7 +203,8 @@ impl Store for SqliteStore {
                 seller_id: r.get("seller_id"),
                 vertical: r.get("vertical"),
                 lead_json: r.get("lead_json"),
-                status: PingStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
+                status: PingStatus::parse(&status)
+                    .ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
                 payout: money(r.get("payout_cents")),
                 expires_at: r.get::<Option<i64>, _>("expires_at").map(time),
                 lead_id: r.get("lead_id"),
@@ -212,7 +229,13 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn claim_post(&self, ping_id: &str, body_hash: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Claim> {
+    async fn claim_post(
+        &self,
+        ping_id: &str,
+        body_hash: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Claim> {
         let claimed = sqlx::query("update ping set post_state = 'posting', post_body_hash = ?, post_lease_until = ? where id = ? and status = 'offer' and (post_state = 'open' or (post_state = 'posting' and post_lease_until < ?))")
             .bind(body_hash)
             .bind(micros(lease_until))
@@ -226,27 +249,45 @@ impl Store for SqliteStore {
             return Ok(Claim::Claimed);
         }
         match self.post_state(ping_id).await? {
-            PostState::Done { body_hash, result_json } => Ok(Claim::Done { body_hash, result_json }),
+            PostState::Done {
+                body_hash,
+                result_json,
+            } => Ok(Claim::Done {
+                body_hash,
+                result_json,
+            }),
             PostState::Busy { body_hash } => Ok(Claim::Busy { body_hash }),
             // Open but not claimable: the ping is not an offer (no bid), or it was just released.
-            PostState::Open => Ok(Claim::Busy { body_hash: String::new() }),
+            PostState::Open => Ok(Claim::Busy {
+                body_hash: String::new(),
+            }),
         }
     }
 
     async fn post_state(&self, ping_id: &str) -> StoreResult<PostState> {
-        let row = sqlx::query("select post_state, post_body_hash, post_result from ping where id = ?")
-            .bind(ping_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        let Some(row) = row else { return Ok(PostState::Open) };
+        let row =
+            sqlx::query("select post_state, post_body_hash, post_result from ping where id = ?")
+                .bind(ping_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(PostState::Open);
+        };
         let state: String = row.get("post_state");
-        let body_hash: String = row.get::<Option<String>, _>("post_body_hash").unwrap_or_default();
-        Ok(match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
-            ("done", Some(result_json)) => PostState::Done { body_hash, result_json },
-            ("posting", _) => PostState::Busy { body_hash },
-            _ => PostState::Open,
-        })
+        let body_hash: String = row
+            .get::<Option<String>, _>("post_body_hash")
+            .unwrap_or_default();
+        Ok(
+            match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
+                ("done", Some(result_json)) => PostState::Done {
+                    body_hash,
+                    result_json,
+                },
+                ("posting", _) => PostState::Busy { body_hash },
+                _ => PostState::Open,
+            },
+        )
     }
 
     async fn release_claim(&self, ping_id: &str) -> StoreResult<()> {
@@ -258,7 +299,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn dedupe_hit(&self, buyer_id: &str, keys: &[String], since: DateTime<Utc>) -> StoreResult<bool> {
+    async fn dedupe_hit(
+        &self,
+        buyer_id: &str,
+        keys: &[String],
+        since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         for key in keys {
             let hit = sqlx::query("select 1 from dedupe_key where buyer_id = ? and key_hash = ? and created_at >= ? limit 1")
                 .bind(buyer_id)
@@ -311,12 +357,19 @@ impl Store for SqliteStore {
             .map_err(classify)?
             .rows_affected();
         if updated != 1 {
-            return Err(StoreError::Conflict("the ping is no longer open for a sale".into()));
+            return Err(StoreError::Conflict(
+                "the ping is no longer open for a sale".into(),
+            ));
         }
         tx.commit().await.map_err(classify)
     }
 
-    async fn record_unsold(&self, ping_id: &str, result_json: &str, attempts: &[PostAttempt]) -> StoreResult<()> {
+    async fn record_unsold(
+        &self,
+        ping_id: &str,
+        result_json: &str,
+        attempts: &[PostAttempt],
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         insert_attempts(&mut tx, ping_id, attempts).await?;
         sqlx::query("update ping set status = 'unsold', post_state = 'done', post_result = ? where id = ? and status = 'offer'")
@@ -338,14 +391,19 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let transaction_id: String = row.get("transaction_id");
-        let entries = sqlx::query("select account, amount_cents from ledger_entry where transaction_id = ? order by id")
-            .bind(&transaction_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?
-            .into_iter()
-            .map(|r| Entry { account: r.get("account"), amount_cents: r.get("amount_cents") })
-            .collect();
+        let entries = sqlx::query(
+            "select account, amount_cents from ledger_entry where transaction_id = ? order by id",
+        )
+        .bind(&transaction_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|r| Entry {
+            account: r.get("account"),
+            amount_cents: r.get("amount_cents"),
+        })
+        .collect();
         Ok(Some(SaleRow {
             lead_id: row.get("lead_id"),
             buyer_id: row.get("buyer_id"),
@@ -373,7 +431,12 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(classify)
     }
 
-    async fn account_entries(&self, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> StoreResult<Vec<EntryRow>> {
+    async fn account_entries(
+        &self,
+        account: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<EntryRow>> {
         let rows = sqlx::query("select t.id, t.created_at, t.kind, e.account, e.amount_cents, t.lead_id from ledger_entry e join ledger_transaction t on t.id = e.transaction_id where e.account = ? and e.created_at >= ? and e.created_at < ? order by e.created_at, e.id")
             .bind(account)
             .bind(micros(from))
@@ -387,7 +450,8 @@ impl Store for SqliteStore {
                 Ok(EntryRow {
                     transaction_id: r.get(0),
                     time: time(r.get(1)),
-                    kind: TransactionKind::parse(&kind).ok_or_else(|| anyhow::anyhow!("unknown transaction kind"))?,
+                    kind: TransactionKind::parse(&kind)
+                        .ok_or_else(|| anyhow::anyhow!("unknown transaction kind"))?,
                     account: r.get(3),
                     amount_cents: r.get(4),
                     lead_id: r.get(5),

@@ -12,7 +12,12 @@ async fn the_highest_valid_bid_wins_and_the_payout_is_rounded_down() {
     let low = TestBuyer::start(Reply::bid("10.00"), Reply::accept()).await;
     let high = TestBuyer::start(Reply::bid("14.99"), Reply::accept()).await;
     let mid = TestBuyer::start(Reply::json(json!({"bid": 12.5})), Reply::accept()).await;
-    let app = spawn_app(&[pinged_buyer("low", &low, ""), pinged_buyer("high", &high, ""), pinged_buyer("mid", &mid, "")]).await;
+    let app = spawn_app(&[
+        pinged_buyer("low", &low, ""),
+        pinged_buyer("high", &high, ""),
+        pinged_buyer("mid", &mid, ""),
+    ])
+    .await;
 
     // Act
     let (status, body) = app.ping(SELLER_A_KEY, &ping_body()).await;
@@ -41,7 +46,8 @@ async fn ineligible_buyers_receive_no_request_at_all() {
     let allow_other = TestBuyer::start(Reply::bid("50.00"), Reply::accept()).await;
     let wrong_zip = TestBuyer::start(Reply::bid("50.00"), Reply::accept()).await;
     // No day is in the schedule, so the buyer is never open, whatever the clock says.
-    let closed_days = "[schedule]\ntimezone = \"America/New_York\"\ndays = []\nhours = \"00:00-24:00\"\n";
+    let closed_days =
+        "[schedule]\ntimezone = \"America/New_York\"\ndays = []\nhours = \"00:00-24:00\"\n";
     let buyers = [
         pinged_buyer("eligible", &eligible, "[filters]\nstate = { in = [\"FL\", \"GA\"] }\nzip = { prefix = [\"331\"] }\nage = { min = 21, max = 70 }"),
         pinged_buyer("wrong-state", &wrong_state, "[filters]\nstate = { in = [\"TX\"] }"),
@@ -57,10 +63,18 @@ async fn ineligible_buyers_receive_no_request_at_all() {
     let mut lead = ping_lead();
     lead.as_object_mut().unwrap().remove("coverage");
 
-    let (status, body) = app.ping(SELLER_A_KEY, &json!({"vertical": "auto_insurance", "lead": lead})).await;
+    let (status, body) = app
+        .ping(
+            SELLER_A_KEY,
+            &json!({"vertical": "auto_insurance", "lead": lead}),
+        )
+        .await;
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["payout"], "4.00", "only the eligible buyer's 5.00 can win");
+    assert_eq!(
+        body["payout"], "4.00",
+        "only the eligible buyer's 5.00 can win"
+    );
     assert_eq!(eligible.bids().len(), 1);
     for (name, buyer) in [
         ("wrong_state", &wrong_state),
@@ -94,7 +108,13 @@ async fn bid_requests_are_signed_and_carry_only_non_pii_fields() {
     let app = spawn_app(&[pinged_buyer("b1", &buyer, "")]).await;
 
     // A direct post carries the full lead; the bid request still must not.
-    let (status, body) = app.send("/v1/leads", SELLER_A_KEY, &json!({"vertical": "auto_insurance", "lead": full_lead()})).await;
+    let (status, body) = app
+        .send(
+            "/v1/leads",
+            SELLER_A_KEY,
+            &json!({"vertical": "auto_insurance", "lead": full_lead()}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     app.ping(SELLER_A_KEY, &ping_body()).await;
 
@@ -108,7 +128,14 @@ async fn bid_requests_are_signed_and_carry_only_non_pii_fields() {
         keys.sort();
         assert_eq!(keys, ["age", "coverage", "homeowner", "state", "zip"]);
         let raw = String::from_utf8(bid.raw.clone()).unwrap();
-        for pii in ["Ana", "Diaz", "ana@example.com", "555-0100", "5550100", "Ocean"] {
+        for pii in [
+            "Ana",
+            "Diaz",
+            "ana@example.com",
+            "555-0100",
+            "5550100",
+            "Ocean",
+        ] {
             assert!(!raw.contains(pii), "bid request leaks {pii}");
         }
         assert_eq!(bid.body["vertical"], "auto_insurance");
@@ -151,15 +178,28 @@ async fn broken_and_slow_buyers_are_excluded_and_the_deadline_holds() {
     let elapsed = started.elapsed();
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["payout"], "5.60", "only the good buyer's 7.00 is valid");
-    assert!(elapsed < Duration::from_millis(1100), "answered after {elapsed:?}");
+    assert_eq!(
+        body["payout"], "5.60",
+        "only the good buyer's 7.00 is valid"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1100),
+        "answered after {elapsed:?}"
+    );
     for server in &servers {
         assert_eq!(server.bids().len(), 1, "every eligible buyer is asked");
     }
     let recorded = bid_outcomes(&app).await;
     assert_eq!(recorded["good"], "bid");
     assert_eq!(recorded["sleeps"], "timeout");
-    for id in ["status-500", "html", "nan", "negative", "three-decimals", "above-max-bid"] {
+    for id in [
+        "status-500",
+        "html",
+        "nan",
+        "negative",
+        "three-decimals",
+        "above-max-bid",
+    ] {
         assert_eq!(recorded[id], "error", "{id}");
     }
 }
@@ -190,7 +230,12 @@ async fn each_floor_is_enforced_and_sent_to_its_buyer() {
     ])
     .await;
 
-    let (_, body) = app.ping(SELLER_B_KEY, &json!({"vertical": "auto_insurance", "lead": ping_lead(), "floor": "3.00"})).await;
+    let (_, body) = app
+        .ping(
+            SELLER_B_KEY,
+            &json!({"vertical": "auto_insurance", "lead": ping_lead(), "floor": "3.00"}),
+        )
+        .await;
 
     // 7.50 is below picky's own floor; 2.50 below the ping's: fine's 4.00 wins (× 0.75).
     assert_eq!(body["payout"], "3.00", "{body}");
@@ -213,30 +258,54 @@ async fn a_bid_under_the_vertical_floor_loses_and_no_bid_is_answered() {
     let (status, body) = app.ping(SELLER_A_KEY, &ping_body()).await;
 
     assert_eq!(status, 200);
-    assert_eq!(body, json!({"ping_id": body["ping_id"], "status": "no_bid"}));
+    assert_eq!(
+        body,
+        json!({"ping_id": body["ping_id"], "status": "no_bid"})
+    );
 }
 
 #[tokio::test]
 async fn a_fixed_price_buyer_bids_without_a_request_and_can_win() {
     let pinged = TestBuyer::start(Reply::bid("10.00"), Reply::accept()).await;
     let fixed_server = TestBuyer::start(Reply::no_bid(), Reply::accept()).await;
-    let app = spawn_app(&[pinged_buyer("pinged", &pinged, ""), fixed_buyer("fixed", "12.00", &fixed_server, "")]).await;
+    let app = spawn_app(&[
+        pinged_buyer("pinged", &pinged, ""),
+        fixed_buyer("fixed", "12.00", &fixed_server, ""),
+    ])
+    .await;
 
     let (_, body) = app.ping(SELLER_A_KEY, &ping_body()).await;
 
     assert_eq!(body["payout"], "9.60");
-    assert!(fixed_server.bids().is_empty(), "a fixed-price buyer is never pinged");
+    assert!(
+        fixed_server.bids().is_empty(),
+        "a fixed-price buyer is never pinged"
+    );
 }
 
 #[tokio::test]
 async fn ties_go_to_the_earlier_response() {
-    let slow = TestBuyer::start(Reply::bid("10.00").after(Duration::from_millis(150)), Reply::accept()).await;
+    let slow = TestBuyer::start(
+        Reply::bid("10.00").after(Duration::from_millis(150)),
+        Reply::accept(),
+    )
+    .await;
     let fast = TestBuyer::start(Reply::bid("10.00"), Reply::reject()).await;
     // "a-slow" comes first in file order; the response order must decide.
-    let app = spawn_app(&[pinged_buyer("a-slow", &slow, ""), pinged_buyer("b-fast", &fast, "")]).await;
+    let app = spawn_app(&[
+        pinged_buyer("a-slow", &slow, ""),
+        pinged_buyer("b-fast", &fast, ""),
+    ])
+    .await;
 
     let (_, ping) = app.ping(SELLER_A_KEY, &ping_body()).await;
-    let (_, sale) = app.send("/v1/posts", SELLER_A_KEY, &json!({"ping_id": ping["ping_id"], "lead": full_lead()})).await;
+    let (_, sale) = app
+        .send(
+            "/v1/posts",
+            SELLER_A_KEY,
+            &json!({"ping_id": ping["ping_id"], "lead": full_lead()}),
+        )
+        .await;
 
     // The fast buyer won and was posted first; it rejected, so the slow one took it.
     assert_eq!(fast.posts().len(), 1);
@@ -263,7 +332,9 @@ async fn the_same_idempotency_key_replays_without_a_second_auction() {
     let second = send(reordered).await.unwrap();
     assert_eq!(second.status(), 200);
     let second: Value = second.json().await.unwrap();
-    let other = send(json!({"vertical": "auto_insurance", "lead": ping_lead(), "floor": "2.00"})).await.unwrap();
+    let other = send(json!({"vertical": "auto_insurance", "lead": ping_lead(), "floor": "2.00"}))
+        .await
+        .unwrap();
 
     assert_eq!(first, second);
     assert_eq!(buyer.bids().len(), 1, "no second auction");
@@ -289,5 +360,10 @@ async fn the_seller_sees_its_ping_and_no_one_else_does() {
     assert_eq!(own["payout"], ping["payout"]);
     assert_eq!(own["expires_at"], ping["expires_at"]);
     assert_eq!(other.status(), 404);
-    assert_eq!(app.get("/v1/pings/ping_unknown", SELLER_A_KEY).await.status(), 404);
+    assert_eq!(
+        app.get("/v1/pings/ping_unknown", SELLER_A_KEY)
+            .await
+            .status(),
+        404
+    );
 }

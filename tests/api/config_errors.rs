@@ -10,10 +10,17 @@ fn serve(exchange: &str, buyers: &[(String, String)]) -> (bool, String, tempfile
     let output = Command::new(env!("CARGO_BIN_EXE_pingpost"))
         .args(["serve", "--config"])
         .arg(&path)
-        .env("PINGPOST_DATABASE_URL", format!("sqlite://{}", dir.path().join("x.db").display()))
+        .env(
+            "PINGPOST_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("x.db").display()),
+        )
         .output()
         .expect("the binary runs");
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string(), dir)
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+        dir,
+    )
 }
 
 fn buyer(id: &str, extra: &str) -> (String, String) {
@@ -37,22 +44,43 @@ fn an_unknown_key_names_the_file_and_the_key() {
 fn an_unknown_key_in_a_buyer_file_names_that_file() {
     let (ok, stderr, _dir) = serve(&exchange_toml("", ""), &[buyer("b1", "colour = \"blue\"")]);
     assert!(!ok);
-    assert!(stderr.contains("b1.toml") && stderr.contains("colour"), "{stderr}");
+    assert!(
+        stderr.contains("b1.toml") && stderr.contains("colour"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_bad_value_names_the_file_and_the_key() {
-    let (ok, stderr, _dir) = serve(&exchange_toml("return_window_days = -3", ""), &[buyer("b1", "")]);
+    let (ok, stderr, _dir) = serve(
+        &exchange_toml("return_window_days = -3", ""),
+        &[buyer("b1", "")],
+    );
     assert!(!ok);
-    assert!(stderr.contains("exchange.toml") && stderr.contains("return_window_days"), "{stderr}");
+    assert!(
+        stderr.contains("exchange.toml") && stderr.contains("return_window_days"),
+        "{stderr}"
+    );
 
-    let (ok, stderr, _dir) = serve(&exchange_toml("", ""), &[buyer("b2", "max_bid = \"12.345\"")]);
+    let (ok, stderr, _dir) = serve(
+        &exchange_toml("", ""),
+        &[buyer("b2", "max_bid = \"12.345\"")],
+    );
     assert!(!ok);
-    assert!(stderr.contains("b2.toml") && stderr.contains("max_bid") && stderr.contains("decimals"), "{stderr}");
+    assert!(
+        stderr.contains("b2.toml") && stderr.contains("max_bid") && stderr.contains("decimals"),
+        "{stderr}"
+    );
 
-    let (ok, stderr, _dir) = serve(&exchange_toml("", ""), &[buyer("b3", "[schedule]\ntimezone = \"Mars/Olympus\"")]);
+    let (ok, stderr, _dir) = serve(
+        &exchange_toml("", ""),
+        &[buyer("b3", "[schedule]\ntimezone = \"Mars/Olympus\"")],
+    );
     assert!(!ok);
-    assert!(stderr.contains("b3.toml") && stderr.contains("schedule.timezone"), "{stderr}");
+    assert!(
+        stderr.contains("b3.toml") && stderr.contains("schedule.timezone"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -63,24 +91,44 @@ fn a_duplicate_id_names_the_file_and_the_key() {
     );
     let (ok, stderr, _dir) = serve(&exchange, &[buyer("b1", "")]);
     assert!(!ok);
-    assert!(stderr.contains("exchange.toml") && stderr.contains("sellers[2].id") && stderr.contains("duplicate"), "{stderr}");
+    assert!(
+        stderr.contains("exchange.toml")
+            && stderr.contains("sellers[2].id")
+            && stderr.contains("duplicate"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_buyer_naming_an_unknown_vertical_fails() {
-    let (ok, stderr, _dir) = serve(&exchange_toml("", ""), &[buyer("b1", "").0.clone()].map(|id| {
-        (id.clone(), buyer(&id, "").1.replace("[\"auto_insurance\"]", "[\"mortgage\"]"))
-    }));
+    let (ok, stderr, _dir) = serve(
+        &exchange_toml("", ""),
+        &[buyer("b1", "").0.clone()].map(|id| {
+            (
+                id.clone(),
+                buyer(&id, "")
+                    .1
+                    .replace("[\"auto_insurance\"]", "[\"mortgage\"]"),
+            )
+        }),
+    );
     assert!(!ok);
-    assert!(stderr.contains("b1.toml") && stderr.contains("verticals") && stderr.contains("mortgage"), "{stderr}");
+    assert!(
+        stderr.contains("b1.toml") && stderr.contains("verticals") && stderr.contains("mortgage"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn an_unreadable_buyers_dir_fails() {
-    let exchange = exchange_toml("", "").replace("buyers_dir = \"buyers\"", "buyers_dir = \"no-such-dir\"");
+    let exchange =
+        exchange_toml("", "").replace("buyers_dir = \"buyers\"", "buyers_dir = \"no-such-dir\"");
     let (ok, stderr, _dir) = serve(&exchange, &[]);
     assert!(!ok);
-    assert!(stderr.contains("no-such-dir") && stderr.contains("buyers_dir"), "{stderr}");
+    assert!(
+        stderr.contains("no-such-dir") && stderr.contains("buyers_dir"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -31,7 +31,10 @@ async fn malformed_json_is_400() {
         .await
         .unwrap();
     let (status, body) = error_of(response).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("malformed_json")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("malformed_json"))
+    );
 }
 
 #[tokio::test]
@@ -39,12 +42,36 @@ async fn a_missing_unknown_or_non_bearer_key_is_401() {
     let (app, buyer) = app_with_one_buyer().await;
     let url = format!("{}/v1/pings", app.address);
     let missing = app.http.post(&url).json(&ping_body()).send().await.unwrap();
-    let unknown = app.http.post(&url).bearer_auth("not-a-known-key-000000").json(&ping_body()).send().await.unwrap();
-    let basic = app.http.post(&url).basic_auth(SELLER_A_KEY, Some("x")).json(&ping_body()).send().await.unwrap();
-    let raw_key = app.http.post(&url).header("authorization", SELLER_A_KEY).json(&ping_body()).send().await.unwrap();
+    let unknown = app
+        .http
+        .post(&url)
+        .bearer_auth("not-a-known-key-000000")
+        .json(&ping_body())
+        .send()
+        .await
+        .unwrap();
+    let basic = app
+        .http
+        .post(&url)
+        .basic_auth(SELLER_A_KEY, Some("x"))
+        .json(&ping_body())
+        .send()
+        .await
+        .unwrap();
+    let raw_key = app
+        .http
+        .post(&url)
+        .header("authorization", SELLER_A_KEY)
+        .json(&ping_body())
+        .send()
+        .await
+        .unwrap();
     for response in [missing, unknown, basic, raw_key] {
         let (status, body) = error_of(response).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
     }
     assert!(buyer.bids().is_empty());
 }
@@ -52,12 +79,27 @@ async fn a_missing_unknown_or_non_bearer_key_is_401() {
 #[tokio::test]
 async fn a_key_of_another_role_is_403() {
     let (app, buyer) = app_with_one_buyer().await;
-    for key in [FINANCE_KEY.to_string(), ADMIN_KEY.to_string(), buyer_key("b1")] {
+    for key in [
+        FINANCE_KEY.to_string(),
+        ADMIN_KEY.to_string(),
+        buyer_key("b1"),
+    ] {
         let (status, body) = error_of(app.post_json("/v1/pings", &key, &ping_body()).await).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden"))
+        );
     }
     // And the other way round: a seller key on the buyer API.
-    let (status, _) = error_of(app.post_json("/v1/returns", SELLER_A_KEY, &json!({"lead_id": "lead_x", "reason": "bad"})).await).await;
+    let (status, _) = error_of(
+        app.post_json(
+            "/v1/returns",
+            SELLER_A_KEY,
+            &json!({"lead_id": "lead_x", "reason": "bad"}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 403);
     assert!(buyer.bids().is_empty());
 }
@@ -65,10 +107,24 @@ async fn a_key_of_another_role_is_403() {
 #[tokio::test]
 async fn unknown_vertical_ping_or_path_is_404() {
     let (app, _) = app_with_one_buyer().await;
-    let (status, body) = error_of(app.post_json("/v1/pings", SELLER_A_KEY, &json!({"vertical": "mortgage", "lead": {}})).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_vertical")));
+    let (status, body) = error_of(
+        app.post_json(
+            "/v1/pings",
+            SELLER_A_KEY,
+            &json!({"vertical": "mortgage", "lead": {}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_vertical"))
+    );
     let (status, body) = error_of(app.get("/v1/pings/ping_0000", SELLER_A_KEY).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("ping_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ping_not_found"))
+    );
     let (status, _) = error_of(app.get("/v1/nothing-here", SELLER_A_KEY).await).await;
     assert_eq!(status, 404);
 }
@@ -78,7 +134,10 @@ async fn a_body_over_the_limit_is_413() {
     let (app, _) = app_with_one_buyer().await;
     let big = json!({"vertical": "auto_insurance", "lead": {"zip": "x".repeat(70 * 1024)}});
     let (status, body) = error_of(app.post_json("/v1/pings", SELLER_A_KEY, &big).await).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("body_too_large")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
 }
 
 #[tokio::test]
@@ -94,7 +153,10 @@ async fn a_body_that_is_not_json_is_415() {
         .await
         .unwrap();
     let (status, body) = error_of(response).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
 }
 
 #[tokio::test]
@@ -104,16 +166,30 @@ async fn pii_in_a_ping_is_422_naming_each_field_and_never_its_value() {
     lead["email"] = json!("ana@example.com");
     lead["phone"] = json!("3055550100");
 
-    let response = app.post_json("/v1/pings", SELLER_A_KEY, &json!({"vertical": "auto_insurance", "lead": lead})).await;
+    let response = app
+        .post_json(
+            "/v1/pings",
+            SELLER_A_KEY,
+            &json!({"vertical": "auto_insurance", "lead": lead}),
+        )
+        .await;
     let text = response.text().await.unwrap();
     let body: Value = serde_json::from_str(&text).unwrap();
 
     assert_eq!(body["error"]["code"], "pii_in_ping");
-    let mut fields: Vec<_> = body["error"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    let mut fields: Vec<_> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
     fields.sort();
     assert_eq!(fields, ["email", "phone"]);
     assert!(!text.contains("ana@example.com") && !text.contains("3055550100"));
-    assert!(buyer.bids().is_empty(), "a rejected ping is never auctioned");
+    assert!(
+        buyer.bids().is_empty(),
+        "a rejected ping is never auctioned"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +197,15 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
     let (app, buyer) = app_with_one_buyer().await;
     let lead = json!({"zip": "3310", "state": "ZZ", "age": 12, "coverage": "partial", "homeowner": "maybe", "pets": 2});
 
-    let (status, body) = error_of(app.post_json("/v1/pings", SELLER_A_KEY, &json!({"vertical": "auto_insurance", "lead": lead})).await).await;
+    let (status, body) = error_of(
+        app.post_json(
+            "/v1/pings",
+            SELLER_A_KEY,
+            &json!({"vertical": "auto_insurance", "lead": lead}),
+        )
+        .await,
+    )
+    .await;
 
     assert_eq!(status, 422);
     assert_eq!(body["error"]["code"], "validation_failed");
@@ -129,7 +213,12 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["field"].as_str().unwrap().to_string(), f["code"].as_str().unwrap().to_string()))
+        .map(|f| {
+            (
+                f["field"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     fields.sort();
     let expected = [
@@ -140,7 +229,10 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
         ("state", "invalid_format"),
         ("zip", "invalid_format"),
     ];
-    assert_eq!(fields, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(
+        fields,
+        expected.map(|(a, b)| (a.to_string(), b.to_string()))
+    );
 
     let missing = json!({"vertical": "auto_insurance", "lead": {"state": "FL"}});
     let (_, body) = error_of(app.post_json("/v1/pings", SELLER_A_KEY, &missing).await).await;
@@ -148,9 +240,18 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
     assert_eq!(body["error"]["fields"][0]["code"], "required");
 
     let bad_envelope = json!({"vertical": 7, "lead": [], "floor": "1.005", "extra": true});
-    let (status, body) = error_of(app.post_json("/v1/pings", SELLER_A_KEY, &bad_envelope).await).await;
+    let (status, body) = error_of(
+        app.post_json("/v1/pings", SELLER_A_KEY, &bad_envelope)
+            .await,
+    )
+    .await;
     assert_eq!(status, 422);
-    let mut names: Vec<_> = body["error"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<_> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_string())
+        .collect();
     names.sort();
     assert_eq!(names, ["extra", "floor", "lead", "vertical"]);
     assert!(buyer.bids().is_empty());
@@ -159,7 +260,12 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
 #[tokio::test]
 async fn a_wrong_method_gets_the_error_json() {
     let (app, _) = app_with_one_buyer().await;
-    let response = app.http.delete(format!("{}/v1/pings", app.address)).send().await.unwrap();
+    let response = app
+        .http
+        .delete(format!("{}/v1/pings", app.address))
+        .send()
+        .await
+        .unwrap();
     let (status, _) = error_of(response).await;
     assert_eq!(status, 405);
 }

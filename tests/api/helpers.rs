@@ -1,5 +1,6 @@
 //! Test harness: the real application on port 0 with a config in a temp dir, and real
 //! buyer servers on 127.0.0.1 that record what they receive and answer as told.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,13 +30,21 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(body: Value) -> Reply {
-        Reply { status: 200, body: body.to_string(), delay: Duration::ZERO }
+        Reply {
+            status: 200,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn bid(price: &str) -> Reply {
         Reply::json(serde_json::json!({"bid": price}))
     }
     pub fn raw(status: u16, body: &str) -> Reply {
-        Reply { status, body: body.to_string(), delay: Duration::ZERO }
+        Reply {
+            status,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn no_bid() -> Reply {
         Reply::raw(204, "")
@@ -89,7 +98,11 @@ pub struct TestBuyer {
 
 impl TestBuyer {
     pub async fn start(bid: Reply, post: Reply) -> TestBuyer {
-        let state = Arc::new(Mutex::new(BuyerState { bid_reply: Some(bid), post_reply: Some(post), ..Default::default() }));
+        let state = Arc::new(Mutex::new(BuyerState {
+            bid_reply: Some(bid),
+            post_reply: Some(post),
+            ..Default::default()
+        }));
         let data = web::Data::new(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -130,7 +143,13 @@ impl TestBuyer {
 }
 
 fn record(req: &HttpRequest, body: &web::Bytes) -> Received {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
     Received {
         timestamp: header("x-pingpost-timestamp"),
         signature: header("x-pingpost-signature"),
@@ -144,11 +163,19 @@ async fn respond(reply: Reply) -> HttpResponse {
         tokio::time::sleep(reply.delay).await;
     }
     HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap())
-        .content_type(if reply.body.starts_with('<') { "text/html" } else { "application/json" })
+        .content_type(if reply.body.starts_with('<') {
+            "text/html"
+        } else {
+            "application/json"
+        })
         .body(reply.body)
 }
 
-async fn answer_bid(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<BuyerState>>>) -> HttpResponse {
+async fn answer_bid(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<BuyerState>>>,
+) -> HttpResponse {
     let reply = {
         let mut s = state.lock().unwrap();
         s.bids.push(record(&req, &body));
@@ -157,7 +184,11 @@ async fn answer_bid(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mut
     respond(reply).await
 }
 
-async fn answer_post(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<Mutex<BuyerState>>>) -> HttpResponse {
+async fn answer_post(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<BuyerState>>>,
+) -> HttpResponse {
     let reply = {
         let mut s = state.lock().unwrap();
         s.posts.push(record(&req, &body));
@@ -267,12 +298,23 @@ pub async fn spawn_app_with(exchange: &str, buyers: &[(String, String)]) -> Test
     let database_url = format!("sqlite://{}", dir.path().join("pingpost.db").display());
     let env = vec![("PINGPOST_DATABASE_URL".to_string(), database_url.clone())];
     let config = Config::from_str_with_env(&path, exchange, env).expect("the test config loads");
-    let app = Application::build(config).await.expect("the application builds");
+    let app = Application::build(config)
+        .await
+        .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let exchange = app.exchange();
     tokio::spawn(app.run_until_stopped());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    TestApp { address, dir, http, exchange, database_url }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        dir,
+        http,
+        exchange,
+        database_url,
+    }
 }
 
 impl TestApp {
@@ -287,7 +329,12 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.address)).bearer_auth(key).send().await.expect("request sent")
+        self.http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn ping(&self, key: &str, body: &Value) -> (u16, Value) {
@@ -312,10 +359,55 @@ pub fn ping_lead() -> Value {
 pub fn full_lead() -> Value {
     let mut lead = ping_lead();
     let pii = serde_json::json!({"first_name": "Ana", "last_name": "Diaz", "email": "ana@example.com", "phone": "(305) 555-0100", "address": "1 Ocean Dr"});
-    lead.as_object_mut().unwrap().extend(pii.as_object().unwrap().clone());
+    lead.as_object_mut()
+        .unwrap()
+        .extend(pii.as_object().unwrap().clone());
     lead
 }
 
 pub fn ping_body() -> Value {
     serde_json::json!({"vertical": "auto_insurance", "lead": ping_lead()})
+}
+
+/// Every ledger entry as (transaction id, account, signed cents), in insertion order.
+pub async fn ledger_entries(app: &TestApp) -> Vec<(String, String, i64)> {
+    use sqlx::Row;
+    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    let rows =
+        sqlx::query("select transaction_id, account, amount_cents from ledger_entry order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// Every text value of every table, to look for data that must not be there.
+pub async fn database_dump(app: &TestApp) -> String {
+    use sqlx::Row;
+    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    let tables: Vec<String> = sqlx::query("select name from sqlite_master where type = 'table'")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut dump = String::new();
+    for table in tables {
+        for row in sqlx::query(&format!("select * from \"{table}\""))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            for i in 0..row.len() {
+                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
+                    dump.push_str(&text);
+                    dump.push('\n');
+                }
+            }
+        }
+    }
+    dump
 }

@@ -1,6 +1,9 @@
 //! Integration tests: the real application over HTTP, real buyer servers, a real database.
 
 mod auction;
+mod books;
 mod config_errors;
+mod crash;
 mod errors;
 mod helpers;
+mod posts;

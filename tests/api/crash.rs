@@ -1,0 +1,206 @@
+//! Crash safety: kill -9 the real server during concurrent posts, restart, check the books.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::helpers::*;
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_server(config: &std::path::Path, database_url: &str, port: u16) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pingpost"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PINGPOST_DATABASE_URL", database_url)
+        .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let address = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("{address}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Server { child, address };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not come up");
+}
+
+/// Ping and post until the server goes away; returns the lead ids reported sold.
+async fn post_stream(address: String, sold: Arc<Mutex<Vec<String>>>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..10_000 {
+        let mut lead = full_lead();
+        lead["email"] = json!(format!("person{i}-{}@example.com", rand_suffix()));
+        let ping = http
+            .post(format!("{address}/v1/pings"))
+            .bearer_auth(SELLER_A_KEY)
+            .json(&ping_body())
+            .send()
+            .await;
+        let Ok(ping) = ping else { return };
+        let Ok(ping) = ping.json::<Value>().await else {
+            return;
+        };
+        let body = json!({"ping_id": ping["ping_id"], "lead": lead});
+        let Ok(response) = http
+            .post(format!("{address}/v1/posts"))
+            .bearer_auth(SELLER_A_KEY)
+            .json(&body)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let Ok(result) = response.json::<Value>().await else {
+            return;
+        };
+        if result["status"] == "sold" {
+            sold.lock()
+                .unwrap()
+                .push(result["lead_id"].as_str().unwrap().to_string());
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    rand::random::<u64>()
+}
+
+#[tokio::test]
+async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_books_balanced() {
+    // Arrange: two buyers that take a little time to accept, a server on a file database.
+    let b1 = TestBuyer::start(
+        Reply::bid("10.00"),
+        Reply::accept().after(Duration::from_millis(15)),
+    )
+    .await;
+    let b2 = TestBuyer::start(Reply::bid("8.00"), Reply::accept()).await;
+    let (dir, path) = write_config(
+        &exchange_toml("", "tmax_ms = 1000"),
+        &[pinged_buyer("b1", &b1, ""), pinged_buyer("b2", &b2, "")],
+    );
+    let database_url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let port = free_port();
+    let mut server = start_server(&path, &database_url, port).await;
+
+    // Act: 8 streams of ping + post, then kill -9 while they run.
+    let sold = Arc::new(Mutex::new(Vec::new()));
+    let streams: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(post_stream(server.address.clone(), sold.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("SIGKILL delivered");
+    server.child.wait().unwrap();
+    for stream in streams {
+        stream.await.unwrap();
+    }
+    let reported: Vec<String> = sold.lock().unwrap().clone();
+    assert!(
+        reported.len() >= 8,
+        "the streams made sales before the kill ({})",
+        reported.len()
+    );
+
+    // Restart on the same database.
+    let server = start_server(&path, &database_url, port).await;
+
+    // Assert: every sale a client saw is in the ledger; every transaction balances;
+    // each sale has exactly its three entries; no ping was sold twice.
+    let pool = sqlx::SqlitePool::connect(&database_url).await.unwrap();
+    let sales: HashSet<String> = sqlx::query("select lead_id from sale")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    for lead_id in &reported {
+        assert!(
+            sales.contains(lead_id),
+            "reported sale {lead_id} is missing"
+        );
+    }
+    let mut sums: HashMap<String, (i64, i64)> = HashMap::new();
+    for row in sqlx::query("select transaction_id, amount_cents from ledger_entry")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
+        let entry = sums.entry(row.get(0)).or_default();
+        entry.0 += row.get::<i64, _>(1);
+        entry.1 += 1;
+    }
+    assert_eq!(sums.len(), sales.len(), "one transaction per sale");
+    assert!(
+        sums.values().all(|(sum, count)| *sum == 0 && *count == 3),
+        "{sums:?}"
+    );
+    let distinct_pings: i64 = sqlx::query("select count(distinct ping_id) from sale")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(distinct_pings as usize, sales.len());
+    let headers: i64 = sqlx::query("select count(*) from ledger_transaction")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(headers as usize, sales.len());
+
+    // A post cut off by the kill can be posted again once its lease ends, and settles.
+    let interrupted: Vec<String> = sqlx::query("select id from ping where post_state = 'posting'")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(ping_id) = interrupted.first() {
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{}/v1/posts", server.address))
+            .bearer_auth(SELLER_A_KEY)
+            .json(&json!({"ping_id": ping_id, "lead": full_lead()}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert!(status == 200 || status == 410, "{status} {body}");
+    }
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
