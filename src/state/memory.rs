@@ -72,6 +72,10 @@ impl SharedState for InProcessState {
         let mut idem = self.idempotency();
         idem.purge(now);
         let id = (scope.to_string(), key.to_string());
+        // Purging goes in insertion order; an expired entry behind a live one is dropped here.
+        if idem.entries.get(&id).is_some_and(|e| e.expires <= now) {
+            idem.entries.remove(&id);
+        }
         if let Some(entry) = idem.entries.get(&id) {
             return Ok(match &entry.record {
                 Record::Running { body_hash: h } | Record::Done { body_hash: h, .. }
