@@ -23,7 +23,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_server(config: &std::path::Path, database_url: &str, port: u16) -> Server {
+async fn start_server(config: &std::path::Path, database_url: &str) -> Server {
+    let port = free_port();
+    let log_path = config.with_file_name(format!("server-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pingpost"))
         .args(["serve", "--config"])
         .arg(config)
@@ -31,12 +34,12 @@ async fn start_server(config: &std::path::Path, database_url: &str, port: u16) -
         .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("the server starts");
     let address = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         if http
             .get(format!("{address}/healthz"))
             .send()
@@ -49,7 +52,10 @@ async fn start_server(config: &std::path::Path, database_url: &str, port: u16) -
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("the server did not come up");
+    panic!(
+        "the server did not come up: {}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
 }
 
 /// Ping and post until the server goes away; returns the lead ids reported sold.
@@ -110,8 +116,7 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
         &[pinged_buyer("b1", &b1, ""), pinged_buyer("b2", &b2, "")],
     );
     let database_url = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let port = free_port();
-    let mut server = start_server(&path, &database_url, port).await;
+    let mut server = start_server(&path, &database_url).await;
 
     // Act: 8 streams of ping + post, then kill -9 while they run.
     let sold = Arc::new(Mutex::new(Vec::new()));
@@ -132,7 +137,7 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
     );
 
     // Restart on the same database.
-    let server = start_server(&path, &database_url, port).await;
+    let server = start_server(&path, &database_url).await;
 
     // Assert: every sale a client saw is in the ledger; every transaction balances;
     // each sale has exactly its three entries; no ping was sold twice.
