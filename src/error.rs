@@ -126,6 +126,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Unavailable(e) => ApiError::unavailable(e),
+            StoreError::CapExceeded => {
+                ApiError::internal(anyhow::anyhow!("unexpected cap refusal"))
+            }
             StoreError::Conflict(m) => {
                 ApiError::internal(anyhow::anyhow!("unexpected conflict: {m}"))
             }

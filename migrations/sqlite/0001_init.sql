@@ -47,7 +47,7 @@ create table post_attempt (
     id integer primary key autoincrement,
     ping_id text not null references ping (id),
     buyer_id text not null,
-    outcome text not null check (outcome in ('accepted', 'rejected', 'timeout', 'error', 'dedupe')),
+    outcome text not null check (outcome in ('accepted', 'rejected', 'timeout', 'error', 'dedupe', 'cap')),
     price_cents integer not null,
     reason text,
     latency_ms integer not null,

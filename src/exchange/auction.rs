@@ -24,8 +24,10 @@ fn answer_buffer(tmax: Duration) -> Duration {
 pub struct AuctionOutcome {
     /// Valid bids at or above their floor, best first.
     pub ranked: Vec<Candidate>,
+    /// Every eligible buyer's outcome; ranks are set once the winner holds its caps.
     pub records: Vec<BidRecord>,
-    pub eligible: usize,
+    /// The buyers asked, as configured when the auction started.
+    pub buyers: std::collections::HashMap<String, Arc<Buyer>>,
 }
 
 struct Asked {
@@ -54,10 +56,11 @@ impl Exchange {
         let eligible: Vec<Arc<Buyer>> = market
             .buyers_for_vertical(&vertical.id)
             .filter(|b| check_eligibility(b, self.is_paused(&b.id), &ctx).is_ok())
-            // Caps (reserved + committed) remove buyers here, before any request goes out.
             .take(BUYERS_PER_AUCTION_MAX)
             .cloned()
             .collect();
+        // A buyer at a cap (reservations included) gets no request.
+        let eligible = self.with_room(eligible, ctx.now).await;
 
         let tmax = Duration::from_millis(self.config.auction.tmax_ms);
         let deadline = received + tmax - answer_buffer(tmax);
@@ -138,21 +141,17 @@ impl Exchange {
             });
         }
         let ranked = rank(candidates);
-        for (place, winner) in ranked.iter().enumerate() {
-            if let Some(record) = records.iter_mut().find(|r| r.buyer_id == winner.buyer_id) {
-                record.rank = Some(place as i32 + 1);
-            }
-        }
         for record in records
             .iter()
             .filter(|r| r.outcome == "error" || r.outcome == "timeout")
         {
             tracing::info!(buyer = %record.buyer_id, outcome = record.outcome, reason = record.reason.as_deref().unwrap_or(""), "buyer gave no valid bid");
         }
+        let buyers = eligible.iter().map(|b| (b.id.clone(), b.clone())).collect();
         Ok(AuctionOutcome {
             ranked,
             records,
-            eligible: eligible.len(),
+            buyers,
         })
     }
 }

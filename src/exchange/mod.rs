@@ -1,6 +1,7 @@
 //! The exchange: the one place the flow lives. Routes parse and authorise, then call here.
 
 mod auction;
+mod caps;
 mod ping;
 mod post;
 mod returns;

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::auction::AuctionOutcome;
+use super::caps::Hold;
 use super::Exchange;
 use crate::config::Seller;
 use crate::domain::ids::new_ping_id;
@@ -135,18 +136,47 @@ impl Exchange {
     ) -> Result<Auctioned, ApiError> {
         let AuctionOutcome {
             ranked,
-            records,
-            eligible,
+            mut records,
+            buyers,
         } = self
             .run_auction(&ping_id, seller, vertical, lead, input.floor, received)
             .await
             .map_err(ApiError::internal)?;
         let now = self.now();
-        let offer = ranked.first().map(|winner| {
-            let payout = winner.price.share_floor(seller.payout_share);
-            let ttl = ChronoDuration::seconds(self.config.auction.offer_ttl_s as i64);
-            (winner.price, payout, now + ttl)
-        });
+        let expires_at = now + ChronoDuration::seconds(self.config.auction.offer_ttl_s as i64);
+        // The reservation outlives the offer by the post lease, so a post begun just before
+        // expiry still holds its room while it delivers.
+        let hold_until =
+            expires_at + ChronoDuration::from_std(self.post_lease()).unwrap_or_default();
+        // The best bid whose buyer can hold its caps wins; one that cannot drops out.
+        let mut offer = None;
+        let mut place = 0;
+        for candidate in &ranked {
+            let Some(buyer) = buyers.get(&candidate.buyer_id) else {
+                continue;
+            };
+            let record = records
+                .iter_mut()
+                .find(|r| r.buyer_id == candidate.buyer_id);
+            if offer.is_none() {
+                if let Hold::Full = self
+                    .hold(&ping_id, buyer, candidate.price, hold_until)
+                    .await
+                {
+                    if let Some(record) = record {
+                        record.reason = Some("cap reached".into());
+                    }
+                    continue;
+                }
+                let payout = candidate.price.share_floor(seller.payout_share);
+                offer = Some((candidate.price, payout, expires_at));
+            }
+            place += 1;
+            if let Some(record) = record {
+                record.rank = Some(place);
+            }
+        }
+        let eligible = buyers.len();
         let ping = NewPing {
             id: ping_id.clone(),
             seller_id: seller.id.clone(),

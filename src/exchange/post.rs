@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use std::time::Instant;
 
+use super::caps::Hold;
 use super::{Exchange, PingInput};
 use crate::buyer_client::{Outcome, PostAnswer, PostRequest};
 use crate::config::Seller;
@@ -124,7 +125,7 @@ impl Exchange {
                 return self.replay(&ping.id, body_hash).await
             }
         }
-        match self.deliver(seller, ping, lead, body_hash).await {
+        match self.deliver(seller, ping, lead).await {
             Ok(result) => Ok(result),
             Err(e) => {
                 // Nothing was booked: give the ping back so the post can be retried.
@@ -180,9 +181,7 @@ impl Exchange {
         seller: &Seller,
         ping: &PingRow,
         lead: &Lead,
-        body_hash: &str,
     ) -> Result<Value, ApiError> {
-        let _ = body_hash;
         let market = self.marketplace();
         let vertical = self.vertical(&ping.vertical)?;
         let dedupe_keys: Vec<String> = vertical
@@ -191,6 +190,8 @@ impl Exchange {
             .map(|v| self.keyed_hash(v.as_bytes()))
             .collect();
         let full_lead = lead.full_json();
+        let hold_until =
+            self.now() + ChronoDuration::from_std(self.post_lease()).unwrap_or_default();
         let mut attempts: Vec<PostAttempt> = Vec::new();
         let mut posts_sent = 0;
         for bid in self.store.ranked_bids(&ping.id).await? {
@@ -204,6 +205,14 @@ impl Exchange {
                 continue;
             };
             let at = self.now();
+            let skipped = |outcome, reason: Option<&str>| PostAttempt {
+                buyer_id: buyer.id.clone(),
+                outcome,
+                price: bid.price,
+                reason: reason.map(str::to_string),
+                latency_ms: 0,
+                at,
+            };
             if buyer.dedupe_days > 0 && !dedupe_keys.is_empty() {
                 let since = at - ChronoDuration::days(buyer.dedupe_days as i64);
                 if self
@@ -211,16 +220,15 @@ impl Exchange {
                     .dedupe_hit(&buyer.id, &dedupe_keys, since)
                     .await?
                 {
-                    attempts.push(PostAttempt {
-                        buyer_id: buyer.id.clone(),
-                        outcome: "dedupe",
-                        price: bid.price,
-                        reason: None,
-                        latency_ms: 0,
-                        at,
-                    });
+                    attempts.push(skipped("dedupe", None));
                     continue;
                 }
+            }
+            // The winner holds its reservation from the auction; a fallback reserves in turn.
+            let hold = self.hold(&ping.id, buyer, bid.price, hold_until).await;
+            if let Hold::Full = hold {
+                attempts.push(skipped("cap", Some("cap reached")));
+                continue;
             }
             posts_sent += 1;
             let request = PostRequest {
@@ -258,18 +266,39 @@ impl Exchange {
                 latency_ms: timed.latency_ms as i64,
                 at,
             });
-            if outcome == "accepted" {
-                return self
-                    .book_sale(
-                        seller,
-                        ping,
-                        &buyer.id,
-                        bid.price,
-                        buyer_lead_id,
-                        dedupe_keys,
-                        &attempts,
-                    )
-                    .await;
+            if outcome != "accepted" {
+                self.release(&hold).await;
+                continue;
+            }
+            let sold = Sold {
+                buyer_id: &buyer.id,
+                price: bid.price,
+                buyer_lead_id,
+                dedupe_keys: &dedupe_keys,
+                hold: &hold,
+            };
+            match self.book_sale(seller, ping, sold, &attempts).await {
+                Ok(result) => {
+                    self.commit(&hold).await;
+                    return Ok(result);
+                }
+                Err(StoreError::CapExceeded) => {
+                    // The counters said yes, the books say no (lost counters): the sale is
+                    // lost rather than the cap passed. The buyer is not billed.
+                    tracing::warn!(buyer = %buyer.id, "cap reached at settlement; the buyer is not billed");
+                    self.release(&hold).await;
+                    if let Some(last) = attempts.last_mut() {
+                        last.outcome = "cap";
+                        last.reason = Some("cap reached at settlement".into());
+                    }
+                }
+                Err(StoreError::Conflict(_)) => {
+                    return Err(ApiError::conflict(
+                        "already_posted",
+                        "this ping was sold by another request",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         let result =
@@ -281,47 +310,48 @@ impl Exchange {
         Ok(result)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn book_sale(
         &self,
         seller: &Seller,
         ping: &PingRow,
-        buyer_id: &str,
-        price: Money,
-        buyer_lead_id: Option<String>,
-        dedupe_keys: Vec<String>,
+        sold: Sold<'_>,
         attempts: &[PostAttempt],
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, StoreError> {
         let lead_id = new_lead_id();
-        let amounts = SaleAmounts::new(price, seller.payout_share);
-        let transaction = Transaction::sale(&lead_id, buyer_id, &seller.id, amounts, self.now());
+        let amounts = SaleAmounts::new(sold.price, seller.payout_share);
+        let transaction =
+            Transaction::sale(&lead_id, sold.buyer_id, &seller.id, amounts, self.now());
         let result = json!({"ping_id": ping.id, "status": "sold", "lead_id": lead_id, "payout": amounts.payout});
         let sale = NewSale {
             lead_id: lead_id.clone(),
             ping_id: ping.id.clone(),
-            buyer_id: buyer_id.to_string(),
+            buyer_id: sold.buyer_id.to_string(),
             seller_id: seller.id.clone(),
             vertical: ping.vertical.clone(),
-            price,
+            price: sold.price,
             payout: amounts.payout,
-            buyer_lead_id,
+            buyer_lead_id: sold.buyer_lead_id,
             transaction,
-            dedupe_keys,
+            dedupe_keys: sold.dedupe_keys.to_vec(),
             result_json: result.to_string(),
+            cap_windows: match sold.hold {
+                Hold::Held(reservation) => reservation.windows.clone(),
+                _ => Vec::new(),
+            },
         };
-        match self.store.record_sale(&sale, attempts).await {
-            Ok(()) => {
-                tracing::info!(buyer = %buyer_id, lead_id = %lead_id, price = %price, "lead sold");
-                Ok(result)
-            }
-            // Another request sold this ping first (after our lease ran out): its result stands.
-            Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
-                "already_posted",
-                "this ping was sold by another request",
-            )),
-            Err(e) => Err(e.into()),
-        }
+        self.store.record_sale(&sale, attempts).await?;
+        tracing::info!(buyer = %sold.buyer_id, lead_id = %lead_id, price = %sold.price, "lead sold");
+        Ok(result)
     }
+}
+
+/// A buyer's acceptance, to be booked.
+struct Sold<'a> {
+    buyer_id: &'a str,
+    price: Money,
+    buyer_lead_id: Option<String>,
+    dedupe_keys: &'a [String],
+    hold: &'a Hold,
 }
 
 /// Every non-PII field of the post must equal the pinged value, and none may be added or dropped.

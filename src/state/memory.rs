@@ -4,9 +4,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
-use super::{IdempotencyBegin, SharedState};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::cap_book::CapBook;
+use super::{IdempotencyBegin, RateDecision, Reservation, SharedState};
+use crate::auction::CapWindow;
 
 /// Most idempotency records kept; the oldest go first when it is reached.
 const IDEMPOTENCY_RECORDS_MAX: usize = 500_000;
@@ -47,6 +55,8 @@ impl Idempotency {
 #[derive(Default)]
 pub struct InProcessState {
     idempotency: Mutex<Idempotency>,
+    caps: Mutex<CapBook>,
+    limiters: Mutex<HashMap<String, (u32, u32, Arc<DefaultDirectRateLimiter>)>>,
 }
 
 impl InProcessState {
@@ -56,6 +66,31 @@ impl InProcessState {
 
     fn idempotency(&self) -> std::sync::MutexGuard<'_, Idempotency> {
         self.idempotency.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn caps(&self) -> std::sync::MutexGuard<'_, CapBook> {
+        self.caps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn limiter(
+        &self,
+        seller_id: &str,
+        rate_per_s: u32,
+        burst: u32,
+    ) -> Arc<DefaultDirectRateLimiter> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        match limiters.get(seller_id) {
+            Some((rate, b, limiter)) if *rate == rate_per_s && *b == burst => limiter.clone(),
+            _ => {
+                let rate = NonZeroU32::new(rate_per_s).unwrap_or(NonZeroU32::MIN);
+                let burst_n = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+                let limiter = Arc::new(RateLimiter::direct(
+                    Quota::per_second(rate).allow_burst(burst_n),
+                ));
+                limiters.insert(seller_id.to_string(), (rate_per_s, burst, limiter.clone()));
+                limiter
+            }
+        }
     }
 }
 
@@ -124,6 +159,71 @@ impl SharedState for InProcessState {
             .entries
             .remove(&(scope.to_string(), key.to_string()));
         Ok(())
+    }
+
+    async fn unseeded(
+        &self,
+        buyer_id: &str,
+        windows: &[CapWindow],
+    ) -> anyhow::Result<Vec<CapWindow>> {
+        let book = self.caps();
+        Ok(windows
+            .iter()
+            .filter(|w| !book.is_seeded(buyer_id, w))
+            .cloned()
+            .collect())
+    }
+
+    async fn seed(
+        &self,
+        buyer_id: &str,
+        window: &CapWindow,
+        count: i64,
+        spend_cents: i64,
+    ) -> anyhow::Result<()> {
+        self.caps().seed(buyer_id, window, count, spend_cents);
+        Ok(())
+    }
+
+    async fn caps_room(
+        &self,
+        checks: &[(&str, &[CapWindow])],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<bool>> {
+        let mut book = self.caps();
+        Ok(checks
+            .iter()
+            .map(|(buyer, windows)| book.has_room(buyer, windows, now))
+            .collect())
+    }
+
+    async fn reserve(&self, reservation: &Reservation, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        Ok(self.caps().reserve(reservation, now))
+    }
+
+    async fn release(&self, reservation_id: &str) -> anyhow::Result<()> {
+        self.caps().release(reservation_id);
+        Ok(())
+    }
+
+    async fn commit(&self, reservation: &Reservation) -> anyhow::Result<()> {
+        self.caps().commit(reservation);
+        Ok(())
+    }
+
+    async fn rate_limit(
+        &self,
+        seller_id: &str,
+        rate_per_s: u32,
+        burst: u32,
+    ) -> anyhow::Result<RateDecision> {
+        let limiter = self.limiter(seller_id, rate_per_s, burst);
+        Ok(match limiter.check() {
+            Ok(()) => RateDecision::Allow,
+            Err(not_until) => {
+                RateDecision::Limited(not_until.wait_time_from(DefaultClock::default().now()))
+            }
+        })
     }
 }
 

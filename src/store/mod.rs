@@ -18,6 +18,9 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
     /// The database could not be reached or did not answer in time.
+    /// The sale would pass one of the buyer's caps, as the database counts them.
+    #[error("the buyer's cap would be exceeded")]
+    CapExceeded,
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -157,6 +160,8 @@ pub struct NewSale {
     /// Keyed hashes of the lead's phone and email, for this buyer's dedupe.
     pub dedupe_keys: Vec<String>,
     pub result_json: String,
+    /// The buyer's cap windows: the database re-checks committed sales against them.
+    pub cap_windows: Vec<crate::auction::CapWindow>,
 }
 
 #[derive(Debug, Clone)]
@@ -222,7 +227,15 @@ pub trait Store: Send + Sync + 'static {
         keys: &[String],
         since: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// A buyer's sales in `[start, end)`: how many, and their total price in cents.
+    async fn buyer_totals(
+        &self,
+        buyer_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<(i64, i64)>;
     /// Sale, ledger transaction, dedupe keys, attempts and the ping's result, in one transaction.
+    /// Refuses with `CapExceeded` when the buyer's committed sales plus this one pass a cap.
     async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()>;
     /// The ping ends unsold; its attempts and result are kept.
     async fn record_unsold(

@@ -320,8 +320,42 @@ impl Store for SqliteStore {
         Ok(false)
     }
 
+    async fn buyer_totals(
+        &self,
+        buyer_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query("select count(*), coalesce(sum(price_cents), 0) from sale where buyer_id = ? and created_at >= ? and created_at < ?")
+            .bind(buyer_id)
+            .bind(micros(start))
+            .bind(micros(end))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()> {
+        // IMMEDIATE holds the write lock, so the cap check below and the insert are one step.
         let mut tx = self.begin().await?;
+        for window in &sale.cap_windows {
+            let row = sqlx::query("select count(*), coalesce(sum(price_cents), 0) from sale where buyer_id = ? and created_at >= ? and created_at < ?")
+                .bind(&sale.buyer_id)
+                .bind(micros(window.start))
+                .bind(micros(window.end))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let (count, spend): (i64, i64) = (row.get(0), row.get(1));
+            let over_count = window.count_max.is_some_and(|max| count + 1 > max as i64);
+            let over_spend = window
+                .spend_max_cents
+                .is_some_and(|max| spend + sale.price.cents() > max);
+            if over_count || over_spend {
+                return Err(StoreError::CapExceeded);
+            }
+        }
         let at = micros(sale.transaction.created_at);
         insert_transaction(&mut tx, &sale.transaction).await?;
         sqlx::query("insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price_cents, payout_cents, buyer_lead_id, transaction_id, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
