@@ -1,6 +1,7 @@
 //! The `Store` trait's behaviour, the same on both backends.
 
 use chrono::TimeDelta;
+use futures_util::future::join_all;
 use pingpost::ledger::{Entry, TransactionKind, EXCHANGE_REVENUE};
 use pingpost::store::{Claim, PingStatus, StoreError};
 
@@ -15,6 +16,7 @@ on_both_backends!(
     an_unsold_ping_keeps_its_result_and_cannot_be_sold,
     dedupe_hit_finds_only_this_buyers_recent_keys,
     the_server_secret_is_made_once_and_kept,
+    concurrent_posts_claim_once_and_sell_once,
 );
 
 async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
@@ -433,5 +435,51 @@ async fn the_server_secret_is_made_once_and_kept(books: Books) {
         reopened.server_secret().await.unwrap(),
         first,
         "a restart keeps the secret"
+    );
+}
+
+async fn concurrent_posts_claim_once_and_sell_once(books: Books) {
+    let store = &*books.store;
+    let now = t0();
+    store.insert_ping(&offer("ping_1", now)).await.unwrap();
+
+    let hashes: Vec<String> = (0..8).map(|i| format!("h{i}")).collect();
+    let claims = join_all(
+        hashes
+            .iter()
+            .map(|h| store.claim_post("ping_1", h, now, now + TimeDelta::seconds(30))),
+    )
+    .await;
+    let claimed = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Claimed)))
+        .count();
+    let busy = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Busy { .. })))
+        .count();
+    assert_eq!((claimed, busy), (1, 7), "{claims:?}");
+
+    let sales: Vec<_> = (0..4)
+        .map(|i| sale_of("ping_1", &format!("lead_{i}"), "14.99", now))
+        .collect();
+    let outcomes = join_all(sales.iter().map(|s| store.record_sale(s, &[]))).await;
+    let sold = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(StoreError::Conflict(_))))
+        .count();
+    assert_eq!((sold, refused), (1, 3), "{outcomes:?}");
+    assert_eq!(books.sql.count("select count(*) from sale").await, 1);
+    assert_eq!(
+        books
+            .sql
+            .count("select count(*) from ledger_transaction")
+            .await,
+        1
+    );
+    assert_eq!(
+        books.sql.count("select count(*) from ledger_entry").await,
+        3
     );
 }
