@@ -1,8 +1,10 @@
 //! The system of record behind one interface: SQLite (embedded default) or PostgreSQL.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::Money;
 use crate::ledger::{Entry, Transaction, TransactionKind};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -259,11 +262,20 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store the URL names: `sqlite://…` or `postgres://…`.
+/// Connections one node may hold to PostgreSQL.
+const PG_POOL_MAX: u32 = 16;
+/// How long a request waits for a PostgreSQL connection before it is `Unavailable`.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens the store the URL names: `sqlite:…`, or `postgres://…` / `postgresql://…`.
 pub async fn connect(database_url: &str) -> anyhow::Result<DynStore> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(database_url).await?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        let store = PgStore::connect(database_url, PG_POOL_MAX, PG_ACQUIRE_TIMEOUT).await?;
+        Ok(Arc::new(store))
     } else {
-        anyhow::bail!("database_url must start with sqlite: (postgres: is not built yet)")
+        // The URL itself is not repeated: it may carry a password.
+        anyhow::bail!("database_url must start with sqlite:, postgres:// or postgresql://")
     }
 }

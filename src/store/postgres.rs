@@ -1,0 +1,560 @@
+//! The shared system of record: PostgreSQL, for one or several exchange nodes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::*;
+use crate::ledger::Transaction;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// Sorts a database error into what the caller can act on.
+fn classify(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_string())
+        }
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| server_unavailable(&code)) => {
+            StoreError::Unavailable(error.into())
+        }
+        // A refused connection is retried inside the pool until the acquire timeout, which
+        // then surfaces as PoolTimedOut.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.into()),
+        _ => StoreError::Other(error.into()),
+    }
+}
+
+/// SQLSTATEs that say the server cannot serve now, not that the request was wrong: class 08
+/// (connection exception), a server shutting down or starting up, too many connections.
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+fn to_money(value: Decimal) -> StoreResult<Money> {
+    Money::from_decimal(value)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored amount {value} {e}")))
+}
+
+fn to_money_opt(value: Option<Decimal>) -> StoreResult<Option<Money>> {
+    value.map(to_money).transpose()
+}
+
+/// Ledger amounts are signed cents in Rust and numeric(14,2) in the database.
+fn cents_to_numeric(cents: i64) -> Decimal {
+    Decimal::new(cents, 2)
+}
+
+fn numeric_to_cents(value: Decimal) -> StoreResult<i64> {
+    let cents = value * Decimal::ONE_HUNDRED;
+    if !cents.fract().is_zero() {
+        return Err(StoreError::Other(anyhow::anyhow!(
+            "stored amount {value} is not a whole number of cents"
+        )));
+    }
+    i64::try_from(cents)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored amount {value}: {e}")))
+}
+
+impl PgStore {
+    /// Builds the pool without connecting, so the server starts while PostgreSQL is down and
+    /// each request reports `Unavailable` until it is back. Async because the pool spawns its
+    /// maintenance task on the runtime.
+    pub async fn connect(
+        url: &str,
+        pool_max: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<PgStore> {
+        let options =
+            PgConnectOptions::from_str(url).context("parsing the PostgreSQL database_url")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_max)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+}
+
+/// Entries first, header last, as the schema expects: see migrations/postgres.
+async fn insert_transaction(tx: &mut PgConnection, t: &Transaction) -> StoreResult<()> {
+    t.check_balanced()
+        .map_err(|e| StoreError::Other(e.into()))?;
+    for entry in &t.entries {
+        sqlx::query(
+            "insert into ledger_entry (transaction_id, account, amount, created_at) \
+             values ($1, $2, $3, $4)",
+        )
+        .bind(&t.id)
+        .bind(&entry.account)
+        .bind(cents_to_numeric(entry.amount_cents))
+        .bind(t.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    sqlx::query(
+        "insert into ledger_transaction (id, kind, lead_id, reverses, created_at) \
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(&t.id)
+    .bind(t.kind.as_str())
+    .bind(&t.lead_id)
+    .bind(&t.reverses)
+    .bind(t.created_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+async fn insert_attempts(
+    tx: &mut PgConnection,
+    ping_id: &str,
+    attempts: &[PostAttempt],
+) -> StoreResult<()> {
+    for a in attempts {
+        sqlx::query(
+            "insert into post_attempt (ping_id, buyer_id, outcome, price, reason, latency_ms, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(ping_id)
+        .bind(&a.buyer_id)
+        .bind(a.outcome)
+        .bind(a.price.decimal())
+        .bind(&a.reason)
+        .bind(a.latency_ms)
+        .bind(a.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
+                other => StoreError::Other(
+                    anyhow::Error::new(other).context("applying PostgreSQL migrations"),
+                ),
+            })
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn server_secret(&self) -> StoreResult<Vec<u8>> {
+        let fresh: [u8; 32] = rand::random();
+        sqlx::query(
+            "insert into server_secret (name, value, created_at) values ('dedupe', $1, $2) \
+             on conflict (name) do nothing",
+        )
+        .bind(fresh.as_slice())
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        let row = sqlx::query("select value from server_secret where name = 'dedupe'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.get::<Vec<u8>, _>(0))
+    }
+
+    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query(
+            "insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price, payout, \
+             expires_at, created_at, post_state) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&ping.id)
+        .bind(&ping.seller_id)
+        .bind(&ping.vertical)
+        .bind(&ping.sub_id)
+        .bind(&ping.lead_json)
+        .bind(ping.status.as_str())
+        .bind(ping.price.map(|m| m.decimal()))
+        .bind(ping.payout.map(|m| m.decimal()))
+        .bind(ping.expires_at)
+        .bind(ping.created_at)
+        .bind(if ping.status == PingStatus::Offer { "open" } else { "done" })
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for b in &ping.bids {
+            sqlx::query(
+                "insert into bid (ping_id, buyer_id, outcome, price, floor, bid_id, reason, \
+                 latency_ms, rank, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&ping.id)
+            .bind(&b.buyer_id)
+            .bind(b.outcome)
+            .bind(b.price.map(|m| m.decimal()))
+            .bind(b.floor.decimal())
+            .bind(&b.bid_id)
+            .bind(&b.reason)
+            .bind(b.latency_ms)
+            .bind(b.rank)
+            .bind(ping.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>> {
+        let row = sqlx::query(
+            "select id, seller_id, vertical, lead_json, status, payout, expires_at, lead_id \
+             from ping where id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(|r| {
+            let status: String = r.get("status");
+            Ok(PingRow {
+                id: r.get("id"),
+                seller_id: r.get("seller_id"),
+                vertical: r.get("vertical"),
+                lead_json: r.get("lead_json"),
+                status: PingStatus::parse(&status)
+                    .ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
+                payout: to_money_opt(r.get("payout"))?,
+                expires_at: r.get("expires_at"),
+                lead_id: r.get("lead_id"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {
+        let rows = sqlx::query(
+            "select buyer_id, price, bid_id from bid \
+             where ping_id = $1 and rank is not null order by rank",
+        )
+        .bind(ping_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RankedBid {
+                    buyer_id: r.get("buyer_id"),
+                    price: to_money(r.get("price"))?,
+                    bid_id: r.get("bid_id"),
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_post(
+        &self,
+        ping_id: &str,
+        body_hash: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Claim> {
+        // One statement: under concurrent claims PostgreSQL re-checks the condition on the row
+        // the winner wrote, so exactly one of them takes it.
+        let claimed = sqlx::query(
+            "update ping set post_state = 'posting', post_body_hash = $1, post_lease_until = $2 \
+             where id = $3 and status = 'offer' \
+             and (post_state = 'open' or (post_state = 'posting' and post_lease_until < $4))",
+        )
+        .bind(body_hash)
+        .bind(lease_until)
+        .bind(ping_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if claimed == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let row =
+            sqlx::query("select post_state, post_body_hash, post_result from ping where id = $1")
+                .bind(ping_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+        let state: String = row.get("post_state");
+        let body_hash: String = row
+            .get::<Option<String>, _>("post_body_hash")
+            .unwrap_or_default();
+        match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
+            ("done", Some(result_json)) => Ok(Claim::Done {
+                body_hash,
+                result_json,
+            }),
+            _ => Ok(Claim::Busy { body_hash }),
+        }
+    }
+
+    async fn release_claim(&self, ping_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "update ping set post_state = 'open', post_body_hash = null, post_lease_until = null \
+             where id = $1 and post_state = 'posting'",
+        )
+        .bind(ping_id)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn dedupe_hit(
+        &self,
+        buyer_id: &str,
+        keys: &[String],
+        since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "select exists (select 1 from dedupe_key \
+             where buyer_id = $1 and key_hash = any($2) and created_at >= $3)",
+        )
+        .bind(buyer_id)
+        .bind(keys)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.get::<bool, _>(0))
+    }
+
+    async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let at = sale.transaction.created_at;
+        insert_transaction(&mut tx, &sale.transaction).await?;
+        sqlx::query(
+            "insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price, payout, \
+             buyer_lead_id, transaction_id, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&sale.lead_id)
+        .bind(&sale.ping_id)
+        .bind(&sale.buyer_id)
+        .bind(&sale.seller_id)
+        .bind(&sale.vertical)
+        .bind(sale.price.decimal())
+        .bind(sale.payout.decimal())
+        .bind(&sale.buyer_lead_id)
+        .bind(&sale.transaction.id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        for key in &sale.dedupe_keys {
+            sqlx::query(
+                "insert into dedupe_key (buyer_id, key_hash, created_at) values ($1, $2, $3)",
+            )
+            .bind(&sale.buyer_id)
+            .bind(key)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        insert_attempts(&mut tx, &sale.ping_id, attempts).await?;
+        let updated = sqlx::query(
+            "update ping set status = 'sold', post_state = 'done', post_result = $1, lead_id = $2 \
+             where id = $3 and status = 'offer'",
+        )
+        .bind(&sale.result_json)
+        .bind(&sale.lead_id)
+        .bind(&sale.ping_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if updated != 1 {
+            return Err(StoreError::Conflict(
+                "the ping is no longer open for a sale".into(),
+            ));
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn record_unsold(
+        &self,
+        ping_id: &str,
+        result_json: &str,
+        attempts: &[PostAttempt],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        insert_attempts(&mut tx, ping_id, attempts).await?;
+        sqlx::query(
+            "update ping set status = 'unsold', post_state = 'done', post_result = $1 \
+             where id = $2 and status = 'offer'",
+        )
+        .bind(result_json)
+        .bind(ping_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn get_sale(&self, lead_id: &str) -> StoreResult<Option<SaleRow>> {
+        let Some(row) = sqlx::query(
+            "select lead_id, buyer_id, seller_id, price, transaction_id, created_at \
+             from sale where lead_id = $1",
+        )
+        .bind(lead_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?
+        else {
+            return Ok(None);
+        };
+        let transaction_id: String = row.get("transaction_id");
+        let entries = sqlx::query(
+            "select account, amount from ledger_entry where transaction_id = $1 order by id",
+        )
+        .bind(&transaction_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|r| {
+            Ok(Entry {
+                account: r.get("account"),
+                amount_cents: numeric_to_cents(r.get("amount"))?,
+            })
+        })
+        .collect::<StoreResult<Vec<Entry>>>()?;
+        Ok(Some(SaleRow {
+            lead_id: row.get("lead_id"),
+            buyer_id: row.get("buyer_id"),
+            seller_id: row.get("seller_id"),
+            price: to_money(row.get("price"))?,
+            transaction_id,
+            entries,
+            created_at: row.get("created_at"),
+        }))
+    }
+
+    async fn record_return(&self, ret: &NewReturn) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // The return row first: its primary key makes a second return a conflict at once.
+        sqlx::query(
+            "insert into lead_return (lead_id, buyer_id, reason, transaction_id, created_at) \
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&ret.lead_id)
+        .bind(&ret.buyer_id)
+        .bind(&ret.reason)
+        .bind(&ret.transaction.id)
+        .bind(ret.transaction.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        insert_transaction(&mut tx, &ret.transaction).await?;
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn account_entries(
+        &self,
+        account: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<EntryRow>> {
+        let rows = sqlx::query(
+            "select t.id, t.created_at, t.kind, e.account, e.amount, t.lead_id \
+             from ledger_entry e join ledger_transaction t on t.id = e.transaction_id \
+             where e.account = $1 and e.created_at >= $2 and e.created_at < $3 \
+             order by e.created_at, e.id",
+        )
+        .bind(account)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        rows.into_iter()
+            .map(|r| {
+                let kind: String = r.get(2);
+                Ok(EntryRow {
+                    transaction_id: r.get(0),
+                    time: r.get(1),
+                    kind: TransactionKind::parse(&kind)
+                        .ok_or_else(|| anyhow::anyhow!("unknown transaction kind"))?,
+                    account: r.get(3),
+                    amount_cents: numeric_to_cents(r.get(4))?,
+                    lead_id: r.get(5),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_amounts_convert_exactly_both_ways() {
+        for cents in [
+            0,
+            1,
+            -1,
+            99,
+            -1_499,
+            1_000_000,
+            999_999_999_999,
+            -999_999_999_999,
+        ] {
+            assert_eq!(numeric_to_cents(cents_to_numeric(cents)).unwrap(), cents);
+        }
+        // As PostgreSQL hands numeric(14,2) back: with its two-decimal scale.
+        assert_eq!(
+            numeric_to_cents(Decimal::from_str("-14.90").unwrap()).unwrap(),
+            -1_490
+        );
+        assert_eq!(
+            numeric_to_cents(Decimal::from_str("3").unwrap()).unwrap(),
+            300
+        );
+        assert!(numeric_to_cents(Decimal::from_str("0.005").unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_server_that_cannot_serve_now_is_unavailable_not_a_bad_request() {
+        assert!(server_unavailable("08006"));
+        assert!(server_unavailable("57P01"));
+        assert!(server_unavailable("53300"));
+        assert!(!server_unavailable("23505"));
+        assert!(!server_unavailable("23514"));
+        assert!(matches!(
+            classify(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(sqlx::Error::RowNotFound),
+            StoreError::Other(_)
+        ));
+    }
+}

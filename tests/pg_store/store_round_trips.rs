@@ -1,0 +1,485 @@
+//! The `Store` trait's behaviour, the same on both backends.
+
+use chrono::TimeDelta;
+use futures_util::future::join_all;
+use pingpost::ledger::{Entry, TransactionKind, EXCHANGE_REVENUE};
+use pingpost::store::{Claim, PingStatus, StoreError};
+
+use crate::fixtures::*;
+
+on_both_backends!(
+    a_ping_round_trips_and_its_bids_come_best_first,
+    a_claim_is_exclusive_until_its_lease_ends_and_done_after_the_sale,
+    a_sale_keeps_its_exact_ledger_entries_and_happens_once,
+    a_lead_is_returned_at_most_once,
+    account_entries_are_the_range_oldest_first,
+    an_unsold_ping_keeps_its_result_and_cannot_be_sold,
+    dedupe_hit_finds_only_this_buyers_recent_keys,
+    the_server_secret_is_made_once_and_kept,
+    concurrent_posts_claim_once_and_sell_once,
+);
+
+async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
+    let store = &*books.store;
+    let ping = offer("ping_1", t0());
+    store.insert_ping(&ping).await.unwrap();
+
+    let row = store
+        .get_ping("ping_1")
+        .await
+        .unwrap()
+        .expect("the ping is stored");
+    assert_eq!(
+        (
+            row.id.as_str(),
+            row.seller_id.as_str(),
+            row.vertical.as_str()
+        ),
+        ("ping_1", "acme", "auto_insurance")
+    );
+    assert_eq!(
+        row.lead_json, ping.lead_json,
+        "the lead text comes back as it was given"
+    );
+    assert_eq!(row.status, PingStatus::Offer);
+    assert_eq!(row.payout, Some(money("11.99")));
+    assert_eq!(row.expires_at, ping.expires_at);
+    assert_eq!(row.lead_id, None);
+
+    let ranked: Vec<_> = store
+        .ranked_bids("ping_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.buyer_id, b.price.to_wire(), b.bid_id))
+        .collect();
+    assert_eq!(
+        ranked,
+        vec![
+            (
+                "alpha".to_string(),
+                "14.99".to_string(),
+                Some("a-1".to_string())
+            ),
+            (
+                "beta".to_string(),
+                "12.50".to_string(),
+                Some("b-2".to_string())
+            ),
+            ("epsilon".to_string(), "12.50".to_string(), None),
+        ]
+    );
+    assert!(store.get_ping("ping_unknown").await.unwrap().is_none());
+    assert!(
+        matches!(store.insert_ping(&ping).await, Err(StoreError::Conflict(_))),
+        "a ping id is used once"
+    );
+}
+
+async fn a_claim_is_exclusive_until_its_lease_ends_and_done_after_the_sale(books: Books) {
+    let store = &*books.store;
+    let now = t0();
+    let lease = TimeDelta::seconds(30);
+    store.insert_ping(&offer("ping_1", now)).await.unwrap();
+
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h1", now, now + lease)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    let later = now + TimeDelta::seconds(1);
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h2", later, later + lease)
+            .await
+            .unwrap(),
+        Claim::Busy {
+            body_hash: "h1".into()
+        }
+    );
+
+    // A claim whose lease has run out is void: its holder died.
+    let after_lease = now + lease + TimeDelta::microseconds(1);
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h3", after_lease, after_lease + lease)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    store.release_claim("ping_1").await.unwrap();
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h4", after_lease, after_lease + lease)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+
+    let sale = sale_of("ping_1", "lead_1", "14.99", after_lease);
+    store
+        .record_sale(
+            &sale,
+            &[
+                attempt("rejected", after_lease),
+                attempt("accepted", after_lease),
+            ],
+        )
+        .await
+        .unwrap();
+    let much_later = now + TimeDelta::days(1);
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h5", much_later, much_later + lease)
+            .await
+            .unwrap(),
+        Claim::Done {
+            body_hash: "h4".into(),
+            result_json: sale.result_json.clone()
+        }
+    );
+    let row = store.get_ping("ping_1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.lead_id.as_deref()),
+        (PingStatus::Sold, Some("lead_1"))
+    );
+}
+
+async fn a_sale_keeps_its_exact_ledger_entries_and_happens_once(books: Books) {
+    let store = &*books.store;
+    let sale = sell(store, "ping_1", "lead_1", t0()).await;
+
+    let row = store
+        .get_sale("lead_1")
+        .await
+        .unwrap()
+        .expect("the sale is stored");
+    assert_eq!(
+        (row.buyer_id.as_str(), row.seller_id.as_str(), row.price),
+        ("alpha", "acme", money("14.99"))
+    );
+    assert_eq!(row.transaction_id, sale.transaction.id);
+    assert_eq!(row.created_at, t0());
+    assert_eq!(
+        row.entries,
+        vec![
+            Entry {
+                account: "buyer:alpha".into(),
+                amount_cents: -1499
+            },
+            Entry {
+                account: "seller:acme".into(),
+                amount_cents: 1199
+            },
+            Entry {
+                account: EXCHANGE_REVENUE.into(),
+                amount_cents: 300
+            },
+        ]
+    );
+    assert!(store.get_sale("lead_unknown").await.unwrap().is_none());
+
+    // The largest amount the exchange handles survives the trip to the cent.
+    store.insert_ping(&offer("ping_big", t0())).await.unwrap();
+    let big = sale_of("ping_big", "lead_big", "9999999999.99", t0());
+    store.record_sale(&big, &[]).await.unwrap();
+    let stored = store.get_sale("lead_big").await.unwrap().unwrap();
+    assert_eq!(stored.price, money("9999999999.99"));
+    assert_eq!(stored.entries, big.transaction.entries);
+
+    let again = sale_of("ping_1", "lead_2", "14.99", t0());
+    assert!(
+        matches!(
+            store.record_sale(&again, &[]).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a ping sells once"
+    );
+    assert!(
+        store.get_sale("lead_2").await.unwrap().is_none(),
+        "nothing of the refused sale is kept"
+    );
+    let transactions = books
+        .sql
+        .count(&format!(
+            "select count(*) from ledger_transaction where id = '{}'",
+            again.transaction.id
+        ))
+        .await;
+    assert_eq!(transactions, 0);
+}
+
+async fn a_lead_is_returned_at_most_once(books: Books) {
+    let store = &*books.store;
+    sell(store, "ping_1", "lead_1", t0()).await;
+    let at = t0() + TimeDelta::hours(2);
+
+    store
+        .record_return(&return_of(store, "lead_1", at).await)
+        .await
+        .expect("the first return");
+    let second = return_of(store, "lead_1", at).await;
+    assert!(
+        matches!(
+            store.record_return(&second).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a second return is a conflict"
+    );
+
+    let kept = books
+        .sql
+        .count(&format!(
+            "select count(*) from ledger_transaction where id = '{}'",
+            second.transaction.id
+        ))
+        .await;
+    assert_eq!(kept, 0, "the second reversal is not written");
+    let entries = store
+        .account_entries("buyer:alpha", t0(), t0() + TimeDelta::days(1))
+        .await
+        .unwrap();
+    let amounts: Vec<i64> = entries.iter().map(|e| e.amount_cents).collect();
+    assert_eq!(amounts, vec![-1499, 1499], "one sale, one refund");
+}
+
+async fn account_entries_are_the_range_oldest_first(books: Books) {
+    let store = &*books.store;
+    let sale = sell(store, "ping_1", "lead_1", t0()).await;
+    sell(store, "ping_2", "lead_2", t0() + TimeDelta::hours(1)).await;
+    let returned_at = t0() + TimeDelta::days(1);
+    let ret = return_of(store, "lead_1", returned_at).await;
+    store.record_return(&ret).await.unwrap();
+
+    let seller = "seller:acme";
+    let both_sales = store
+        .account_entries(seller, t0(), returned_at)
+        .await
+        .unwrap();
+    let seen: Vec<_> = both_sales
+        .iter()
+        .map(|e| (e.lead_id.as_str(), e.kind, e.amount_cents))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("lead_1", TransactionKind::Sale, 1199),
+            ("lead_2", TransactionKind::Sale, 1199)
+        ],
+        "`to` is exclusive"
+    );
+    assert_eq!(both_sales[0].transaction_id, sale.transaction.id);
+    assert_eq!(both_sales[0].time, t0());
+    assert_eq!(both_sales[0].account, seller);
+
+    let all = store
+        .account_entries(seller, t0(), returned_at + TimeDelta::microseconds(1))
+        .await
+        .unwrap();
+    let last = all.last().unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        (last.kind, last.amount_cents, last.time),
+        (TransactionKind::Return, -1199, returned_at)
+    );
+    assert_eq!(last.transaction_id, ret.transaction.id);
+
+    let after_first = store
+        .account_entries(seller, t0() + TimeDelta::microseconds(1), returned_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_first
+            .iter()
+            .map(|e| e.lead_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["lead_2"],
+        "`from` is inclusive, to the microsecond"
+    );
+    let revenue = store
+        .account_entries(
+            EXCHANGE_REVENUE,
+            t0(),
+            returned_at + TimeDelta::microseconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        revenue.iter().map(|e| e.amount_cents).collect::<Vec<_>>(),
+        vec![300, 300, -300]
+    );
+    assert!(store
+        .account_entries("buyer:nobody", t0(), returned_at)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn an_unsold_ping_keeps_its_result_and_cannot_be_sold(books: Books) {
+    let store = &*books.store;
+    let now = t0();
+    let lease_until = now + TimeDelta::seconds(30);
+    store.insert_ping(&offer("ping_1", now)).await.unwrap();
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h1", now, lease_until)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+
+    let result = r#"{"status":"unsold","reason":"all_buyers_rejected"}"#;
+    store
+        .record_unsold(
+            "ping_1",
+            result,
+            &[attempt("rejected", now), attempt("timeout", now)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_ping("ping_1").await.unwrap().unwrap().status,
+        PingStatus::Unsold
+    );
+    let later = now + TimeDelta::days(1);
+    assert_eq!(
+        store
+            .claim_post("ping_1", "h2", later, later + TimeDelta::seconds(30))
+            .await
+            .unwrap(),
+        Claim::Done {
+            body_hash: "h1".into(),
+            result_json: result.into()
+        }
+    );
+    assert_eq!(
+        books
+            .sql
+            .count("select count(*) from post_attempt where ping_id = 'ping_1'")
+            .await,
+        2
+    );
+
+    let late = sale_of("ping_1", "lead_1", "14.99", later);
+    assert!(
+        matches!(
+            store.record_sale(&late, &[]).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "the ping is closed"
+    );
+    assert!(store.get_sale("lead_1").await.unwrap().is_none());
+    assert_eq!(
+        books.sql.count("select count(*) from ledger_entry").await,
+        0,
+        "no money moved"
+    );
+    assert_eq!(
+        store.get_ping("ping_1").await.unwrap().unwrap().status,
+        PingStatus::Unsold
+    );
+}
+
+async fn dedupe_hit_finds_only_this_buyers_recent_keys(books: Books) {
+    let store = &*books.store;
+    sell(store, "ping_1", "lead_1", t0()).await;
+    let month_ago = t0() - TimeDelta::days(30);
+    let keys = |names: &[&str]| names.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+
+    assert!(
+        store
+            .dedupe_hit("alpha", &keys(&["email:lead_1"]), t0())
+            .await
+            .unwrap(),
+        "`since` is inclusive"
+    );
+    assert!(store
+        .dedupe_hit("alpha", &keys(&["phone:other", "phone:lead_1"]), month_ago)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .dedupe_hit(
+                "alpha",
+                &keys(&["phone:lead_1"]),
+                t0() + TimeDelta::microseconds(1)
+            )
+            .await
+            .unwrap(),
+        "too old"
+    );
+    assert!(
+        !store
+            .dedupe_hit("beta", &keys(&["phone:lead_1"]), month_ago)
+            .await
+            .unwrap(),
+        "another buyer's key"
+    );
+    assert!(!store
+        .dedupe_hit("alpha", &keys(&["phone:other"]), month_ago)
+        .await
+        .unwrap());
+    assert!(!store.dedupe_hit("alpha", &[], month_ago).await.unwrap());
+}
+
+async fn the_server_secret_is_made_once_and_kept(books: Books) {
+    let first = books.store.server_secret().await.unwrap();
+    assert_eq!(first.len(), 32);
+    assert_eq!(books.store.server_secret().await.unwrap(), first);
+    let reopened = pingpost::store::connect(&books.url)
+        .await
+        .expect("opening the same database again");
+    assert_eq!(
+        reopened.server_secret().await.unwrap(),
+        first,
+        "a restart keeps the secret"
+    );
+}
+
+async fn concurrent_posts_claim_once_and_sell_once(books: Books) {
+    let store = &*books.store;
+    let now = t0();
+    store.insert_ping(&offer("ping_1", now)).await.unwrap();
+
+    let hashes: Vec<String> = (0..8).map(|i| format!("h{i}")).collect();
+    let claims = join_all(
+        hashes
+            .iter()
+            .map(|h| store.claim_post("ping_1", h, now, now + TimeDelta::seconds(30))),
+    )
+    .await;
+    let claimed = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Claimed)))
+        .count();
+    let busy = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Busy { .. })))
+        .count();
+    assert_eq!((claimed, busy), (1, 7), "{claims:?}");
+
+    let sales: Vec<_> = (0..4)
+        .map(|i| sale_of("ping_1", &format!("lead_{i}"), "14.99", now))
+        .collect();
+    let outcomes = join_all(sales.iter().map(|s| store.record_sale(s, &[]))).await;
+    let sold = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(StoreError::Conflict(_))))
+        .count();
+    assert_eq!((sold, refused), (1, 3), "{outcomes:?}");
+    assert_eq!(books.sql.count("select count(*) from sale").await, 1);
+    assert_eq!(
+        books
+            .sql
+            .count("select count(*) from ledger_transaction")
+            .await,
+        1
+    );
+    assert_eq!(
+        books.sql.count("select count(*) from ledger_entry").await,
+        3
+    );
+}
