@@ -49,7 +49,7 @@ create table post_attempt (
     id bigint generated always as identity primary key,
     ping_id text not null references ping (id),
     buyer_id text not null,
-    outcome text not null check (outcome in ('accepted', 'rejected', 'timeout', 'error', 'dedupe')),
+    outcome text not null check (outcome in ('accepted', 'rejected', 'timeout', 'error', 'dedupe', 'cap')),
     price numeric(14,2) not null,
     reason text,
     latency_ms bigint not null,

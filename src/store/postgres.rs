@@ -295,23 +295,63 @@ impl Store for PgStore {
         if claimed == 1 {
             return Ok(Claim::Claimed);
         }
+        match self.post_state(ping_id).await? {
+            PostState::Done {
+                body_hash,
+                result_json,
+            } => Ok(Claim::Done {
+                body_hash,
+                result_json,
+            }),
+            PostState::Busy { body_hash } => Ok(Claim::Busy { body_hash }),
+            // Open but not claimable: the ping is not an offer (no bid), or it was just released.
+            PostState::Open => Ok(Claim::Busy {
+                body_hash: String::new(),
+            }),
+        }
+    }
+
+    async fn post_state(&self, ping_id: &str) -> StoreResult<PostState> {
         let row =
             sqlx::query("select post_state, post_body_hash, post_result from ping where id = $1")
                 .bind(ping_id)
-                .fetch_one(&self.pool)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(classify)?;
+        let Some(row) = row else {
+            return Ok(PostState::Open);
+        };
         let state: String = row.get("post_state");
         let body_hash: String = row
             .get::<Option<String>, _>("post_body_hash")
             .unwrap_or_default();
-        match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
-            ("done", Some(result_json)) => Ok(Claim::Done {
-                body_hash,
-                result_json,
-            }),
-            _ => Ok(Claim::Busy { body_hash }),
-        }
+        Ok(
+            match (state.as_str(), row.get::<Option<String>, _>("post_result")) {
+                ("done", Some(result_json)) => PostState::Done {
+                    body_hash,
+                    result_json,
+                },
+                ("posting", _) => PostState::Busy { body_hash },
+                _ => PostState::Open,
+            },
+        )
+    }
+
+    async fn buyer_totals(
+        &self,
+        buyer_id: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query("select count(*), coalesce(sum(price), 0) from sale where buyer_id = $1 and created_at >= $2 and created_at < $3")
+            .bind(buyer_id)
+            .bind(start)
+            .bind(end)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        let spend: rust_decimal::Decimal = row.get(1);
+        Ok((row.get(0), numeric_to_cents(spend)?))
     }
 
     async fn release_claim(&self, ping_id: &str) -> StoreResult<()> {
@@ -347,6 +387,33 @@ impl Store for PgStore {
 
     async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
+        if !sale.cap_windows.is_empty() {
+            // One sale at a time per buyer, so the cap check and the insert are one step
+            // across every node sharing this database.
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("caps:{}", sale.buyer_id))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        for window in &sale.cap_windows {
+            let row = sqlx::query("select count(*), coalesce(sum(price), 0) from sale where buyer_id = $1 and created_at >= $2 and created_at < $3")
+                .bind(&sale.buyer_id)
+                .bind(window.start)
+                .bind(window.end)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let count: i64 = row.get(0);
+            let spend = numeric_to_cents(row.get(1))?;
+            let over_count = window.count_max.is_some_and(|max| count + 1 > max as i64);
+            let over_spend = window
+                .spend_max_cents
+                .is_some_and(|max| spend + sale.price.cents() > max);
+            if over_count || over_spend {
+                return Err(StoreError::CapExceeded);
+            }
+        }
         let at = sale.transaction.created_at;
         insert_transaction(&mut tx, &sale.transaction).await?;
         sqlx::query(

@@ -189,7 +189,7 @@ async fn broken_and_slow_buyers_are_excluded_and_the_deadline_holds() {
     for server in &servers {
         assert_eq!(server.bids().len(), 1, "every eligible buyer is asked");
     }
-    let recorded = bid_outcomes(&app).await;
+    let recorded = app.db.bid_outcomes().await;
     assert_eq!(recorded["good"], "bid");
     assert_eq!(recorded["sleeps"], "timeout");
     for id in [
@@ -202,19 +202,6 @@ async fn broken_and_slow_buyers_are_excluded_and_the_deadline_holds() {
     ] {
         assert_eq!(recorded[id], "error", "{id}");
     }
-}
-
-/// Each buyer's recorded outcome for the one ping in the database.
-async fn bid_outcomes(app: &TestApp) -> std::collections::HashMap<String, String> {
-    use sqlx::Row;
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    sqlx::query("select buyer_id, outcome from bid")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
-        .collect()
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use crate::helpers::*;
 
@@ -115,7 +114,8 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
         &exchange_toml("", "tmax_ms = 1000"),
         &[pinged_buyer("b1", &b1, ""), pinged_buyer("b2", &b2, "")],
     );
-    let database_url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let db = TestDb::fresh(dir.path()).await;
+    let database_url = db.url().to_string();
     let mut server = start_server(&path, &database_url).await;
 
     // Act: 8 streams of ping + post, then kill -9 while they run.
@@ -141,13 +141,11 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
 
     // Assert: every sale a client saw is in the ledger; every transaction balances;
     // each sale has exactly its three entries; no ping was sold twice.
-    let pool = sqlx::SqlitePool::connect(&database_url).await.unwrap();
-    let sales: HashSet<String> = sqlx::query("select lead_id from sale")
-        .fetch_all(&pool)
+    let sales: HashSet<String> = db
+        .rows("select lead_id from sale", "select lead_id from sale")
         .await
-        .unwrap()
         .into_iter()
-        .map(|r| r.get(0))
+        .map(|r| r[0].clone())
         .collect();
     for lead_id in &reported {
         assert!(
@@ -156,13 +154,9 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
         );
     }
     let mut sums: HashMap<String, (i64, i64)> = HashMap::new();
-    for row in sqlx::query("select transaction_id, amount_cents from ledger_entry")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-    {
-        let entry = sums.entry(row.get(0)).or_default();
-        entry.0 += row.get::<i64, _>(1);
+    for (transaction, _, cents) in db.ledger_entries().await {
+        let entry = sums.entry(transaction).or_default();
+        entry.0 += cents;
         entry.1 += 1;
     }
     assert_eq!(sums.len(), sales.len(), "one transaction per sale");
@@ -170,26 +164,30 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
         sums.values().all(|(sum, count)| *sum == 0 && *count == 3),
         "{sums:?}"
     );
-    let distinct_pings: i64 = sqlx::query("select count(distinct ping_id) from sale")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(distinct_pings as usize, sales.len());
-    let headers: i64 = sqlx::query("select count(*) from ledger_transaction")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(headers as usize, sales.len());
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.rows(sql, sql).await[0][0]
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("{sql}"))
+        }
+    };
+    assert_eq!(
+        count("select cast(count(distinct ping_id) as text) from sale").await,
+        sales.len()
+    );
+    assert_eq!(
+        count("select cast(count(*) as text) from ledger_transaction").await,
+        sales.len()
+    );
 
     // A post cut off by the kill can be posted again once its lease ends, and settles.
-    let interrupted: Vec<String> = sqlx::query("select id from ping where post_state = 'posting'")
-        .fetch_all(&pool)
+    let posting = "select id from ping where post_state = 'posting'";
+    let interrupted: Vec<String> = db
+        .rows(posting, posting)
         .await
-        .unwrap()
         .into_iter()
-        .map(|r| r.get(0))
+        .map(|r| r[0].clone())
         .collect();
     if let Some(ping_id) = interrupted.first() {
         tokio::time::sleep(Duration::from_secs(9)).await;

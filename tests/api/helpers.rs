@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+pub use crate::db::TestDb;
 use pingpost::config::Config;
 use pingpost::startup::Application;
 
@@ -271,10 +272,10 @@ api_key = "{ADMIN_KEY}"
 
 pub struct TestApp {
     pub address: String,
-    pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub exchange: Arc<pingpost::exchange::Exchange>,
-    pub database_url: String,
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
 }
 
 /// Writes the config and buyer files into a fresh temp dir and loads them as `serve` would.
@@ -295,8 +296,8 @@ pub async fn spawn_app(buyers: &[(String, String)]) -> TestApp {
 
 pub async fn spawn_app_with(exchange: &str, buyers: &[(String, String)]) -> TestApp {
     let (dir, path) = write_config(exchange, buyers);
-    let database_url = format!("sqlite://{}", dir.path().join("pingpost.db").display());
-    let env = vec![("PINGPOST_DATABASE_URL".to_string(), database_url.clone())];
+    let db = TestDb::fresh(dir.path()).await;
+    let env = vec![("PINGPOST_DATABASE_URL".to_string(), db.url().to_string())];
     let config = Config::from_str_with_env(&path, exchange, env).expect("the test config loads");
     let app = Application::build(config)
         .await
@@ -310,10 +311,10 @@ pub async fn spawn_app_with(exchange: &str, buyers: &[(String, String)]) -> Test
         .unwrap();
     TestApp {
         address,
-        dir,
         http,
         exchange,
-        database_url,
+        db,
+        dir,
     }
 }
 
@@ -371,43 +372,10 @@ pub fn ping_body() -> Value {
 
 /// Every ledger entry as (transaction id, account, signed cents), in insertion order.
 pub async fn ledger_entries(app: &TestApp) -> Vec<(String, String, i64)> {
-    use sqlx::Row;
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let rows =
-        sqlx::query("select transaction_id, account, amount_cents from ledger_entry order by id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    rows.into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+    app.db.ledger_entries().await
 }
 
-/// Every text value of every table, to look for data that must not be there.
+/// Every value in the database as text.
 pub async fn database_dump(app: &TestApp) -> String {
-    use sqlx::Row;
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    let tables: Vec<String> = sqlx::query("select name from sqlite_master where type = 'table'")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut dump = String::new();
-    for table in tables {
-        for row in sqlx::query(&format!("select * from \"{table}\""))
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-        {
-            for i in 0..row.len() {
-                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
-                    dump.push_str(&text);
-                    dump.push('\n');
-                }
-            }
-        }
-    }
-    dump
+    app.db.dump().await
 }

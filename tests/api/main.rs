@@ -4,6 +4,7 @@ mod auction;
 mod books;
 mod config_errors;
 mod crash;
+mod db;
 mod errors;
 mod helpers;
 mod posts;
