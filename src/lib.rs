@@ -3,6 +3,7 @@
 pub mod auction;
 pub mod buyer_client;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod exchange;

@@ -1,0 +1,41 @@
+# pingpost: build, run the demo marketplace, test, lint.
+#
+#   make run      builds, starts the demo buyers in the background and the exchange in the
+#                 foreground on 127.0.0.1:8080; Ctrl-C stops both.
+#
+# Variables: CONFIG (default exchange.toml), CARGO, PINGPOST_BIN (the binary `run` starts).
+
+CARGO ?= cargo
+CONFIG ?= exchange.toml
+TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+PINGPOST_BIN ?= $(TARGET_DIR)/debug/pingpost
+
+.PHONY: build run test lint clean
+
+build:
+	$(CARGO) build
+
+# The shell stops the demo buyers whenever it exits: after `serve` returns, on Ctrl-C
+# (`serve` shuts down gracefully first) and on SIGTERM.
+run: build
+	@demo=; \
+	trap 'if [ -n "$$demo" ]; then kill "$$demo" 2>/dev/null; wait "$$demo" 2>/dev/null; fi' EXIT; \
+	trap 'exit 130' INT; \
+	trap 'exit 143' TERM; \
+	"$(PINGPOST_BIN)" demo-buyers --config "$(CONFIG)" & demo=$$!; \
+	sleep 1; \
+	if ! kill -0 "$$demo" 2>/dev/null; then \
+		echo "make run: the demo buyers did not start (see above)" >&2; exit 1; \
+	fi; \
+	"$(PINGPOST_BIN)" serve --config "$(CONFIG)"
+
+test:
+	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -f pingpost.db pingpost.db-shm pingpost.db-wal
