@@ -30,6 +30,13 @@ enum Command {
         #[arg(long, env = "PINGPOST_CONFIG", default_value = "exchange.toml")]
         config: PathBuf,
     },
+    /// Serve the bid and post endpoints of the demo buyers named in the buyers directory.
+    DemoBuyers {
+        #[arg(long, env = "PINGPOST_CONFIG", default_value = "exchange.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "pretty")]
+        log_format: LogFormat,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +50,11 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!(port = app.port(), "pingpost is serving");
                 app.run_until_stopped().await.context("serving")
             })
+        }
+        Command::DemoBuyers { config, log_format } => {
+            telemetry::init(log_format);
+            let config = load(&config)?;
+            actix_web::rt::System::new().block_on(async move { pingpost::demo::run(&config).await })
         }
         Command::Migrate { config } => {
             telemetry::init(LogFormat::Pretty);

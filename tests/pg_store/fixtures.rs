@@ -320,6 +320,7 @@ pub fn sale_of(ping_id: &str, lead_id: &str, price: &str, at: DateTime<Utc>) -> 
         transaction: Transaction::sale(lead_id, "alpha", "acme", amounts, at),
         dedupe_keys: vec![format!("phone:{lead_id}"), format!("email:{lead_id}")],
         result_json: format!(r#"{{"status":"sold","lead_id":"{lead_id}"}}"#),
+        cap_windows: vec![],
     }
 }
 
