@@ -52,11 +52,14 @@ impl Idempotency {
     }
 }
 
+/// A seller's limiter with the rate and burst it was built for.
+type Limiter = (u32, u32, Arc<DefaultDirectRateLimiter>);
+
 #[derive(Default)]
 pub struct InProcessState {
     idempotency: Mutex<Idempotency>,
     caps: Mutex<CapBook>,
-    limiters: Mutex<HashMap<String, (u32, u32, Arc<DefaultDirectRateLimiter>)>>,
+    limiters: Mutex<HashMap<String, Limiter>>,
 }
 
 impl InProcessState {
