@@ -88,6 +88,16 @@ impl ApiError {
         )
     }
 
+    pub fn rate_limited(retry_after_s: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests for this seller; retry later",
+        );
+        e.retry_after_s = Some(retry_after_s.max(1));
+        e
+    }
+
     pub fn unavailable(source: anyhow::Error) -> ApiError {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -111,6 +111,29 @@ impl Exchange {
         }
     }
 
+    /// A seller's ping, post or direct post against its rate limit. When the limiter cannot be
+    /// reached the request passes: limits protect capacity, and losing them briefly costs
+    /// less than refusing every seller.
+    pub async fn admit(
+        &self,
+        seller: &crate::config::Seller,
+    ) -> Result<(), crate::error::ApiError> {
+        match self
+            .state
+            .rate_limit(&seller.id, seller.rate_per_s, seller.burst)
+            .await
+        {
+            Ok(crate::state::RateDecision::Allow) => Ok(()),
+            Ok(crate::state::RateDecision::Limited(wait)) => Err(
+                crate::error::ApiError::rate_limited(wait.as_secs_f64().ceil() as u64),
+            ),
+            Err(e) => {
+                tracing::warn!(seller = %seller.id, error = %e, "rate limiter unavailable; request admitted");
+                Ok(())
+            }
+        }
+    }
+
     /// HMAC-SHA256 under the server's key: personal data is never stored or compared in clear.
     pub fn keyed_hash(&self, data: &[u8]) -> String {
         let mut mac =

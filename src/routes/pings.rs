@@ -24,6 +24,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let seller = authenticate(&req, &exchange)?.seller()?;
+    exchange.admit(&seller).await?;
     let value = read_json(&req, payload, exchange.config.body_limit_bytes).await?;
     let body_hash = canonical_hash(&exchange, &value);
     with_idempotency(&req, &exchange, &seller, &body_hash, async {

@@ -17,6 +17,7 @@ pub async fn create(
     exchange: web::Data<Exchange>,
 ) -> Result<HttpResponse, ApiError> {
     let seller = authenticate(&req, &exchange)?.seller()?;
+    exchange.admit(&seller).await?;
     let value = read_json(&req, payload, exchange.config.body_limit_bytes).await?;
     let body_hash = canonical_hash(&exchange, &value);
     let mut fields = Fields::new(value)?;
@@ -54,6 +55,7 @@ pub async fn direct(
 ) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let seller = authenticate(&req, &exchange)?.seller()?;
+    exchange.admit(&seller).await?;
     let value = read_json(&req, payload, exchange.config.body_limit_bytes).await?;
     let body_hash = canonical_hash(&exchange, &value);
     with_idempotency(&req, &exchange, &seller, &body_hash, async {

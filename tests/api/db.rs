@@ -9,10 +9,12 @@ pub const URL_VAR: &str = "PINGPOST_TEST_DATABASE_URL";
 
 pub enum TestDb {
     Sqlite(String),
+    /// `owned`: this test made the database and drops it at the end.
     Pg {
         url: String,
         server: String,
         name: String,
+        owned: bool,
     },
 }
 
@@ -44,9 +46,25 @@ impl TestDb {
                     url: with_database(&server, &name),
                     server,
                     name,
+                    owned: true,
                 }
             }
             Err(_) => TestDb::Sqlite(format!("sqlite://{}", dir.join("pingpost.db").display())),
+        }
+    }
+
+    /// The same database for a second node, which leaves dropping it to the first.
+    pub fn borrow(&self) -> TestDb {
+        match self {
+            TestDb::Sqlite(url) => TestDb::Sqlite(url.clone()),
+            TestDb::Pg {
+                url, server, name, ..
+            } => TestDb::Pg {
+                url: url.clone(),
+                server: server.clone(),
+                name: name.clone(),
+                owned: false,
+            },
         }
     }
 
@@ -134,7 +152,13 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let TestDb::Pg { server, name, .. } = self else {
+        let TestDb::Pg {
+            server,
+            name,
+            owned: true,
+            ..
+        } = self
+        else {
             return;
         };
         let (server, name) = (server.clone(), name.clone());

@@ -19,6 +19,7 @@ pub const SELLER_A_KEY: &str = "seller-a-key-000000001";
 pub const SELLER_B_KEY: &str = "seller-b-key-000000002";
 pub const FINANCE_KEY: &str = "finance-key-0000000003";
 pub const ADMIN_KEY: &str = "admin-key-000000000004";
+pub const SELLER_SLOW_KEY: &str = "seller-slow-key-000005";
 pub const SIGNING_SECRET: &str = "test-signing-secret-0001";
 
 /// What a test buyer answers: status, body, and how long it waits first.
@@ -252,12 +253,21 @@ fields = [
 id = "seller-a"
 api_key = "{SELLER_A_KEY}"
 payout_share = "0.80"
+rate_per_s = 100000
 
 [[sellers]]
 id = "seller-b"
 api_key = "{SELLER_B_KEY}"
 payout_share = "0.75"
 floor = "2.00"
+rate_per_s = 100000
+
+[[sellers]]
+id = "seller-slow"
+api_key = "{SELLER_SLOW_KEY}"
+payout_share = "0.50"
+rate_per_s = 1
+burst = 2
 
 [[finance_keys]]
 name = "finance"
@@ -378,4 +388,33 @@ pub async fn ledger_entries(app: &TestApp) -> Vec<(String, String, i64)> {
 /// Every value in the database as text.
 pub async fn database_dump(app: &TestApp) -> String {
     app.db.dump().await
+}
+
+/// A second exchange node on the same database (and the same config) as `first`.
+pub async fn spawn_app_on(first: &TestApp, buyers: &[(String, String)]) -> TestApp {
+    let exchange = exchange_toml("", "tmax_ms = 1000");
+    let (dir, path) = write_config(&exchange, buyers);
+    let env = vec![(
+        "PINGPOST_DATABASE_URL".to_string(),
+        first.db.url().to_string(),
+    )];
+    let config = Config::from_str_with_env(&path, &exchange, env).expect("the test config loads");
+    let app = Application::build(config)
+        .await
+        .expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let exchange = app.exchange();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let db = first.db.borrow();
+    TestApp {
+        address,
+        http,
+        exchange,
+        db,
+        dir,
+    }
 }

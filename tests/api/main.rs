@@ -2,6 +2,7 @@
 
 mod auction;
 mod books;
+mod caps;
 mod config_errors;
 mod crash;
 mod db;
