@@ -135,7 +135,13 @@ impl std::fmt::Display for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::Unavailable(e) => ApiError::unavailable(e),
+            StoreError::Unavailable(e) => {
+                crate::metrics::METRICS
+                    .dependency_errors
+                    .with_label_values(&["database"])
+                    .inc();
+                ApiError::unavailable(e)
+            }
             StoreError::CapExceeded => {
                 ApiError::internal(anyhow::anyhow!("unexpected cap refusal"))
             }

@@ -49,6 +49,7 @@ impl Application {
             hash_key,
         ));
         let port = listener.local_addr()?.port();
+        reload_on_sighup(exchange.clone());
         let data = web::Data::from(exchange.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -81,4 +82,25 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// SIGHUP re-reads the buyers directory, like `POST /v1/admin/reload`.
+fn reload_on_sighup(exchange: Arc<Exchange>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("SIGHUP cannot be watched; reload through the admin API");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match exchange.reload() {
+                Ok(buyers) => tracing::info!(buyers, "buyers directory reloaded on SIGHUP"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays")
+                }
+            }
+        }
+    });
 }

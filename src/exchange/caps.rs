@@ -64,6 +64,10 @@ impl Exchange {
             match self.ready_windows(buyer, now).await {
                 Ok(windows) => capped.push((buyer.id.clone(), windows)),
                 Err(e) => {
+                    crate::metrics::METRICS
+                        .dependency_errors
+                        .with_label_values(&["shared_state"])
+                        .inc();
                     tracing::warn!(buyer = %buyer.id, error = %e, "cap counters unavailable; the buyer sits out")
                 }
             }
@@ -76,6 +80,10 @@ impl Exchange {
             match self.state.caps_room(&checks, now).await {
                 Ok(room) => checks.iter().map(|(id, _)| *id).zip(room).collect(),
                 Err(e) => {
+                    crate::metrics::METRICS
+                        .dependency_errors
+                        .with_label_values(&["shared_state"])
+                        .inc();
                     tracing::warn!(error = %e, "cap counters unavailable; capped buyers sit out");
                     std::collections::HashMap::new()
                 }
@@ -102,6 +110,10 @@ impl Exchange {
             Ok(w) if w.is_empty() => return Hold::Uncapped,
             Ok(w) => w,
             Err(e) => {
+                crate::metrics::METRICS
+                    .dependency_errors
+                    .with_label_values(&["shared_state"])
+                    .inc();
                 tracing::warn!(buyer = %buyer.id, error = %e, "cap counters unavailable; no reservation");
                 return Hold::Full;
             }
@@ -117,6 +129,10 @@ impl Exchange {
             Ok(true) => Hold::Held(reservation),
             Ok(false) => Hold::Full,
             Err(e) => {
+                crate::metrics::METRICS
+                    .dependency_errors
+                    .with_label_values(&["shared_state"])
+                    .inc();
                 tracing::warn!(buyer = %buyer.id, error = %e, "cap counters unavailable; no reservation");
                 Hold::Full
             }
@@ -126,6 +142,10 @@ impl Exchange {
     pub(super) async fn release(&self, hold: &Hold) {
         if let Hold::Held(reservation) = hold {
             if let Err(e) = self.state.release(&reservation.id).await {
+                crate::metrics::METRICS
+                    .dependency_errors
+                    .with_label_values(&["shared_state"])
+                    .inc();
                 tracing::warn!(error = %e, "could not release a reservation; it lapses with its offer");
             }
         }
@@ -134,6 +154,10 @@ impl Exchange {
     pub(super) async fn commit(&self, hold: &Hold) {
         if let Hold::Held(reservation) = hold {
             if let Err(e) = self.state.commit(reservation).await {
+                crate::metrics::METRICS
+                    .dependency_errors
+                    .with_label_values(&["shared_state"])
+                    .inc();
                 tracing::warn!(error = %e, "could not commit a reservation; counters reseed from the database");
             }
         }

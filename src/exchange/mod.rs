@@ -91,6 +91,15 @@ impl Exchange {
             .clone()
     }
 
+    /// Re-reads the buyers directory and swaps it in whole; on an error nothing changes.
+    /// Auctions already running keep the marketplace they started with.
+    pub fn reload(&self) -> Result<usize, crate::config::ConfigError> {
+        let market = self.config.reload_marketplace()?;
+        let buyers = market.buyers.len();
+        self.replace_marketplace(market);
+        Ok(buyers)
+    }
+
     pub fn replace_marketplace(&self, market: Marketplace) {
         *self.marketplace.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(market);
     }

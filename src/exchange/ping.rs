@@ -196,6 +196,29 @@ impl Exchange {
             bids: records,
         };
         self.store.insert_ping(&ping).await?;
+        let metrics = &crate::metrics::METRICS;
+        for record in &ping.bids {
+            metrics
+                .bid_requests
+                .with_label_values(&[record.buyer_id.as_str(), record.outcome])
+                .inc();
+            metrics
+                .bid_seconds
+                .with_label_values(&[record.buyer_id.as_str()])
+                .observe(record.latency_ms as f64 / 1000.0);
+        }
+        metrics
+            .pings
+            .with_label_values(&[
+                vertical.id.as_str(),
+                seller.id.as_str(),
+                ping.status.as_str(),
+            ])
+            .inc();
+        metrics
+            .auction_seconds
+            .with_label_values(&[vertical.id.as_str()])
+            .observe(received.elapsed().as_secs_f64());
         tracing::info!(
             eligible,
             valid_bids = ranked.len(),

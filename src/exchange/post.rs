@@ -280,6 +280,7 @@ impl Exchange {
             match self.book_sale(seller, ping, sold, &attempts).await {
                 Ok(result) => {
                     self.commit(&hold).await;
+                    count_posts(&attempts);
                     return Ok(result);
                 }
                 Err(StoreError::CapExceeded) => {
@@ -306,6 +307,7 @@ impl Exchange {
         self.store
             .record_unsold(&ping.id, &result.to_string(), &attempts)
             .await?;
+        count_posts(&attempts);
         tracing::info!(attempts = attempts.len(), "lead unsold");
         Ok(result)
     }
@@ -340,8 +342,26 @@ impl Exchange {
             },
         };
         self.store.record_sale(&sale, attempts).await?;
+        let metrics = &crate::metrics::METRICS;
+        metrics
+            .sales
+            .with_label_values(&[ping.vertical.as_str(), sold.buyer_id, seller.id.as_str()])
+            .inc();
+        metrics
+            .revenue_cents
+            .with_label_values(&[ping.vertical.as_str(), sold.buyer_id])
+            .inc_by(sold.price.cents().max(0) as u64);
         tracing::info!(buyer = %sold.buyer_id, lead_id = %lead_id, price = %sold.price, "lead sold");
         Ok(result)
+    }
+}
+
+fn count_posts(attempts: &[PostAttempt]) {
+    for attempt in attempts {
+        crate::metrics::METRICS
+            .posts
+            .with_label_values(&[attempt.buyer_id.as_str(), attempt.outcome])
+            .inc();
     }
 }
 

@@ -85,6 +85,10 @@ impl Exchange {
         };
         match self.store.record_return(&ret).await {
             Ok(()) => {
+                crate::metrics::METRICS
+                    .returns
+                    .with_label_values(&[buyer.id.as_str()])
+                    .inc();
                 tracing::info!(buyer = %buyer.id, lead_id, refund = %sale.price, "lead returned");
                 Ok(json!({"lead_id": lead_id, "status": "returned", "refund": sale.price}))
             }

@@ -1,5 +1,6 @@
 //! HTTP routes: each parses and authorises, then calls one function of the exchange.
 
+mod admin;
 mod auth;
 mod body;
 mod buyers;
@@ -16,6 +17,12 @@ pub use body::read_json;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(admin::metrics))
+        .service(resource("/v1/admin/buyers/{buyer_id}/pause").route(web::post().to(admin::pause)))
+        .service(
+            resource("/v1/admin/buyers/{buyer_id}/resume").route(web::post().to(admin::resume)),
+        )
+        .service(resource("/v1/admin/reload").route(web::post().to(admin::reload)))
         .service(resource("/v1/pings").route(web::post().to(pings::create)))
         .service(resource("/v1/pings/{ping_id}").route(web::get().to(pings::show)))
         .service(resource("/v1/posts").route(web::post().to(posts::create)))

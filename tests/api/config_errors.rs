@@ -93,7 +93,8 @@ fn a_duplicate_id_names_the_file_and_the_key() {
     assert!(!ok);
     assert!(
         stderr.contains("exchange.toml")
-            && stderr.contains("key `sellers[") && stderr.contains("].id`")
+            && stderr.contains("key `sellers[")
+            && stderr.contains("].id`")
             && stderr.contains("duplicate"),
         "{stderr}"
     );

@@ -1,61 +1,12 @@
 //! Crash safety: kill -9 the real server during concurrent posts, restart, check the books.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-
-struct Server {
-    child: Child,
-    address: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_server(config: &std::path::Path, database_url: &str) -> Server {
-    let port = free_port();
-    let log_path = config.with_file_name(format!("server-{port}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pingpost"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("PINGPOST_DATABASE_URL", database_url)
-        .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the server starts");
-    let address = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if http
-            .get(format!("{address}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Server { child, address };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!(
-        "the server did not come up: {}",
-        std::fs::read_to_string(&log_path).unwrap_or_default()
-    );
-}
 
 /// Ping and post until the server goes away; returns the lead ids reported sold.
 async fn post_stream(address: String, sold: Arc<Mutex<Vec<String>>>) {
@@ -116,7 +67,7 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
     );
     let db = TestDb::fresh(dir.path()).await;
     let database_url = db.url().to_string();
-    let mut server = start_server(&path, &database_url).await;
+    let mut server = RealServer::start(&path, &database_url, &[], "warn").await;
 
     // Act: 8 streams of ping + post, then kill -9 while they run.
     let sold = Arc::new(Mutex::new(Vec::new()));
@@ -124,8 +75,7 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
         .map(|_| tokio::spawn(post_stream(server.address.clone(), sold.clone())))
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.kill().expect("SIGKILL delivered");
-    server.child.wait().unwrap();
+    server.kill();
     for stream in streams {
         stream.await.unwrap();
     }
@@ -137,7 +87,7 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
     );
 
     // Restart on the same database.
-    let server = start_server(&path, &database_url).await;
+    let server = RealServer::start(&path, &database_url, &[], "warn").await;
 
     // Assert: every sale a client saw is in the ledger; every transaction balances;
     // each sale has exactly its three entries; no ping was sold twice.
@@ -204,6 +154,5 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
         assert!(status == 200 || status == 410, "{status} {body}");
     }
     let mut server = server;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 }

@@ -418,3 +418,80 @@ pub async fn spawn_app_on(first: &TestApp, buyers: &[(String, String)]) -> TestA
         dir,
     }
 }
+
+/// The real `pingpost serve` binary on a free port, its log in a file beside its config.
+pub struct RealServer {
+    pub child: std::process::Child,
+    pub address: String,
+    pub log_path: PathBuf,
+}
+
+impl RealServer {
+    /// `log_level` is the server's `RUST_LOG`.
+    pub async fn start(
+        config: &std::path::Path,
+        database_url: &str,
+        args: &[&str],
+        log_level: &str,
+    ) -> RealServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log_path = config.with_file_name(format!("server-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pingpost"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(args)
+            .env("PINGPOST_DATABASE_URL", database_url)
+            .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", log_level)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the server starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if http
+                .get(format!("{address}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return RealServer {
+                    child,
+                    address,
+                    log_path,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let exited = child.try_wait();
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the server on port {port} did not come up ({exited:?}): {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}

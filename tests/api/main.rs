@@ -8,4 +8,5 @@ mod crash;
 mod db;
 mod errors;
 mod helpers;
+mod operations;
 mod posts;
