@@ -33,7 +33,9 @@ impl Application {
         config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
-        let store = store::connect(&config.database_url).await?;
+        let acquire_timeout = std::time::Duration::from_millis(config.db_acquire_timeout_ms);
+        let store =
+            store::connect_with(&config.database_url, config.db_pool_max, acquire_timeout).await?;
         store.migrate().await.context("applying migrations")?;
         let hash_key = store
             .server_secret()

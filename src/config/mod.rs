@@ -56,6 +56,8 @@ pub struct Config {
     pub currency: String,
     pub return_window_days: u32,
     pub body_limit_bytes: usize,
+    pub db_pool_max: u32,
+    pub db_acquire_timeout_ms: u64,
     pub auction: AuctionSettings,
     pub verticals: HashMap<String, Arc<Vertical>>,
     pub sellers: HashMap<String, Arc<Seller>>,
@@ -102,6 +104,12 @@ impl Config {
         }
         if raw.body_limit_bytes < 1024 || raw.body_limit_bytes > 16 * 1024 * 1024 {
             return Err(err("body_limit_bytes", "must be between 1024 and 16777216"));
+        }
+        if raw.db_pool_max == 0 || raw.db_pool_max > 1000 {
+            return Err(err("db_pool_max", "must be between 1 and 1000"));
+        }
+        if raw.db_acquire_timeout_ms < 10 || raw.db_acquire_timeout_ms > 60_000 {
+            return Err(err("db_acquire_timeout_ms", "must be between 10 and 60000"));
         }
         if raw.currency.len() != 3 || !raw.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(err("currency", "must be a three-letter ISO 4217 code"));
@@ -210,6 +218,8 @@ impl Config {
             currency: raw.currency,
             return_window_days: raw.return_window_days,
             body_limit_bytes: raw.body_limit_bytes,
+            db_pool_max: raw.db_pool_max,
+            db_acquire_timeout_ms: raw.db_acquire_timeout_ms,
             auction: AuctionSettings {
                 tmax_ms: raw.auction.tmax_ms,
                 offer_ttl_s: raw.auction.offer_ttl_s,

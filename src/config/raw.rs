@@ -20,6 +20,11 @@ pub struct RawExchange {
     /// Largest request body the API accepts.
     #[serde(default = "default_body_limit_bytes")]
     pub body_limit_bytes: usize,
+    /// PostgreSQL pool: most connections, and how long a request waits for one.
+    #[serde(default = "default_db_pool_max")]
+    pub db_pool_max: u32,
+    #[serde(default = "default_db_acquire_timeout_ms")]
+    pub db_acquire_timeout_ms: u64,
     #[serde(default)]
     pub auction: RawAuction,
     #[serde(default)]
@@ -41,6 +46,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "currency",
     "return_window_days",
     "body_limit_bytes",
+    "db_pool_max",
+    "db_acquire_timeout_ms",
     "auction",
     "verticals",
     "sellers",
@@ -59,6 +66,12 @@ fn default_currency() -> String {
 }
 fn default_return_window_days() -> u32 {
     7
+}
+fn default_db_pool_max() -> u32 {
+    16
+}
+fn default_db_acquire_timeout_ms() -> u64 {
+    3000
 }
 fn default_body_limit_bytes() -> usize {
     64 * 1024

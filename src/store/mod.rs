@@ -269,10 +269,20 @@ const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens the store the URL names: `sqlite:…`, or `postgres://…` / `postgresql://…`.
 pub async fn connect(database_url: &str) -> anyhow::Result<DynStore> {
+    connect_with(database_url, PG_POOL_MAX, PG_ACQUIRE_TIMEOUT).await
+}
+
+/// As `connect`, with the PostgreSQL pool's size and acquire timeout (SQLite keeps its own:
+/// one writer at a time, whatever the pool).
+pub async fn connect_with(
+    database_url: &str,
+    pool_max: u32,
+    acquire_timeout: std::time::Duration,
+) -> anyhow::Result<DynStore> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(database_url).await?))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        let store = PgStore::connect(database_url, PG_POOL_MAX, PG_ACQUIRE_TIMEOUT).await?;
+        let store = PgStore::connect(database_url, pool_max, acquire_timeout).await?;
         Ok(Arc::new(store))
     } else {
         // The URL itself is not repeated: it may carry a password.

@@ -9,4 +9,5 @@ mod db;
 mod errors;
 mod helpers;
 mod operations;
+mod outage;
 mod posts;
