@@ -86,23 +86,23 @@ impl Application {
     }
 }
 
-/// SIGHUP re-reads the buyers directory, like `POST /v1/admin/reload`.
+/// SIGHUP re-reads the buyers directory, like `POST /v1/admin/reload`. The handler is
+/// registered before this returns, so a SIGHUP never meets the default action (exit).
 fn reload_on_sighup(exchange: Arc<Exchange>) {
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
             tracing::warn!("SIGHUP cannot be watched; reload through the admin API");
             return;
         };
-        while hangups.recv().await.is_some() {
-            match exchange.reload() {
-                Ok(buyers) => tracing::info!(buyers, "buyers directory reloaded on SIGHUP"),
-                Err(e) => {
-                    tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays")
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match exchange.reload() {
+                    Ok(buyers) => tracing::info!(buyers, "buyers directory reloaded on SIGHUP"),
+                    Err(e) => tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays"),
                 }
             }
-        }
-    });
+        });
+    }
 }

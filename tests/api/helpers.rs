@@ -448,6 +448,7 @@ impl RealServer {
             .env("PINGPOST_DATABASE_URL", database_url)
             .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", log_level)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
