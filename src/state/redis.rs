@@ -293,12 +293,14 @@ impl SharedState for RedisState {
             "price_cents": reservation.price_cents,
             "windows": reservation.windows.iter().map(|w| &w.key).collect::<Vec<_>>(),
         });
+        let index_until = reservation.expires_at.max(Utc::now()) + RESERVATION_INDEX_GRACE;
+        // The reservations live as long as the windows they count in.
         let keep_until_ms = reservation
             .windows
             .iter()
             .map(window_keep_until_ms)
             .max()
-            .unwrap_or_default();
+            .unwrap_or(index_until.timestamp_millis());
         let mut call = self.caps_call(&self.scripts.reserve, buyer_id);
         call.arg(now.timestamp_micros())
             .arg(&reservation.id)
@@ -312,7 +314,6 @@ impl SharedState for RedisState {
                 .arg(limit(window.spend_max_cents))
                 .arg(window_keep_until_ms(window));
         }
-        let index_until = reservation.expires_at.max(Utc::now()) + RESERVATION_INDEX_GRACE;
         let mut pipe = ::redis::pipe();
         pipe.invoke_script(&call)
             .cmd("SET")
@@ -366,8 +367,9 @@ impl SharedState for RedisState {
         rate_per_s: u32,
         burst: u32,
     ) -> anyhow::Result<RateDecision> {
-        // As in process, a zero rate or burst counts as one.
-        let interval_us = 1_000_000 / u64::from(rate_per_s.max(1));
+        // As in process, a zero rate or burst counts as one. Past a million a second the
+        // interval stays one microsecond.
+        let interval_us = (1_000_000 / u64::from(rate_per_s.max(1))).max(1);
         let mut call = self.scripts.rate_limit.prepare_invoke();
         call.key(self.keys.rate(seller_id))
             .arg(interval_us)
