@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::buyer_client::BuyerClient;
 use crate::config::Config;
 use crate::exchange::Exchange;
-use crate::state::InProcessState;
+use crate::state::{InProcessState, RedisState, SharedState};
 use crate::{routes, store};
 
 pub struct Application {
@@ -41,7 +41,14 @@ impl Application {
             .server_secret()
             .await
             .context("reading the server secret")?;
-        let state = Arc::new(InProcessState::new());
+        let state: Arc<dyn SharedState> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisState::connect(url, &config.redis_key_prefix)
+                    .await
+                    .context("connecting to Redis")?,
+            ),
+            None => Arc::new(InProcessState::new()),
+        };
         let client = BuyerClient::new().context("building the buyer client")?;
         let exchange = Arc::new(Exchange::new(
             Arc::new(config),
@@ -100,7 +107,9 @@ fn reload_on_sighup(exchange: Arc<Exchange>) {
             while hangups.recv().await.is_some() {
                 match exchange.reload() {
                     Ok(buyers) => tracing::info!(buyers, "buyers directory reloaded on SIGHUP"),
-                    Err(e) => tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays")
+                    }
                 }
             }
         });

@@ -434,6 +434,17 @@ impl RealServer {
         args: &[&str],
         log_level: &str,
     ) -> RealServer {
+        RealServer::start_with_env(config, database_url, args, log_level, &[]).await
+    }
+
+    /// As `start`, with more environment (e.g. `PINGPOST_REDIS_URL`).
+    pub async fn start_with_env(
+        config: &std::path::Path,
+        database_url: &str,
+        args: &[&str],
+        log_level: &str,
+        env: &[(&str, String)],
+    ) -> RealServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
