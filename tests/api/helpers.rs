@@ -551,3 +551,38 @@ pub async fn post_stream(address: String, sold: Arc<Mutex<Vec<String>>>) {
 pub fn rand_suffix() -> u64 {
     rand::random::<u64>()
 }
+
+/// A ping on one node and, if it got an offer, the post on another (or the same).
+pub async fn flow_across(
+    http: &reqwest::Client,
+    ping_node: &str,
+    post_node: &str,
+    key: &str,
+) -> (u16, Value) {
+    let r = http
+        .post(format!("{ping_node}/v1/pings"))
+        .bearer_auth(key)
+        .json(&ping_body())
+        .send()
+        .await
+        .unwrap();
+    let (status, ping) = (
+        r.status().as_u16(),
+        r.json::<Value>().await.unwrap_or(Value::Null),
+    );
+    if status != 200 || ping["status"] != "offer" {
+        return (status, ping);
+    }
+    let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
+    let r = http
+        .post(format!("{post_node}/v1/posts"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}

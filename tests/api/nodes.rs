@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use crate::helpers::*;
 
 const REDIS_VAR: &str = "PINGPOST_TEST_REDIS_URL";
@@ -24,40 +22,6 @@ fn shared_services() -> Option<String> {
 
 fn unique_prefix() -> String {
     format!("pingpost-test-{:016x}:", rand::random::<u64>())
-}
-
-async fn flow_across(
-    http: &reqwest::Client,
-    ping_node: &str,
-    post_node: &str,
-    key: &str,
-) -> (u16, Value) {
-    let r = http
-        .post(format!("{ping_node}/v1/pings"))
-        .bearer_auth(key)
-        .json(&ping_body())
-        .send()
-        .await
-        .unwrap();
-    let (status, ping) = (
-        r.status().as_u16(),
-        r.json::<Value>().await.unwrap_or(Value::Null),
-    );
-    if status != 200 || ping["status"] != "offer" {
-        return (status, ping);
-    }
-    let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
-    let r = http
-        .post(format!("{post_node}/v1/posts"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (
-        r.status().as_u16(),
-        r.json::<Value>().await.unwrap_or(Value::Null),
-    )
 }
 
 async fn sales_by_buyer(db: &TestDb) -> HashMap<String, usize> {
@@ -87,7 +51,7 @@ async fn three_nodes_sharing_redis_and_postgres_act_as_one_exchange() {
     let three = TestBuyer::start(Reply::bid("10.00"), Reply::accept()).await;
     let rest = TestBuyer::start(Reply::bid("5.00"), Reply::accept()).await;
     let (dir, path) = write_config(
-        &exchange_toml("", "tmax_ms = 5000"),
+        &exchange_toml("db_acquire_timeout_ms = 30000", "tmax_ms = 5000"),
         &capped_buyers(&five, &three, &rest),
     );
     let db = TestDb::fresh(dir.path()).await;
@@ -254,7 +218,7 @@ async fn a_redis_restart_mid_run_never_lets_a_cap_pass() {
     let three = TestBuyer::start(Reply::bid("10.00"), Reply::accept()).await;
     let rest = TestBuyer::start(Reply::bid("5.00"), Reply::accept()).await;
     let (dir, path) = write_config(
-        &exchange_toml("", "tmax_ms = 2000"),
+        &exchange_toml("db_acquire_timeout_ms = 30000", "tmax_ms = 2000"),
         &capped_buyers(&five, &three, &rest),
     );
     let db = TestDb::fresh(dir.path()).await;

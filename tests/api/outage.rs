@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 use crate::helpers::*;
 
 /// A throwaway PostgreSQL cluster in a temp dir, on its own port.
@@ -141,28 +139,7 @@ async fn postgres_stopped_mid_run_gives_503s_and_the_exchange_recovers_by_itself
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let flow = || async {
-        let r = http
-            .post(format!("{address}/v1/pings"))
-            .bearer_auth(SELLER_A_KEY)
-            .json(&ping_body())
-            .send()
-            .await
-            .unwrap();
-        let (status, ping) = (r.status().as_u16(), r.json::<Value>().await.unwrap());
-        if status != 200 {
-            return (status, ping);
-        }
-        let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
-        let r = http
-            .post(format!("{address}/v1/posts"))
-            .bearer_auth(SELLER_A_KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    };
+    let flow = || flow_across(&http, &address, &address, SELLER_A_KEY);
     let ready = || async {
         http.get(format!("{address}/readyz"))
             .send()
