@@ -4,6 +4,8 @@ use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// An amount of money in the exchange's currency. Always rendered with two decimals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -148,6 +150,70 @@ impl Serialize for SignedCents {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_wire())
     }
+}
+
+/// The wire form of an amount: two decimals, never a JSON number.
+pub const WIRE_PATTERN: &str = r"^[0-9]+\.[0-9]{2}$";
+/// The wire form of a signed amount (ledger entries, statement totals).
+pub const SIGNED_WIRE_PATTERN: &str = r"^-?[0-9]+\.[0-9]{2}$";
+/// A price a client sends as text: up to ten whole digits and at most two decimals.
+pub const INPUT_PATTERN: &str = r"^[0-9]{1,10}(\.[0-9]{1,2})?$";
+
+impl utoipa::PartialSchema for Money {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(WIRE_PATTERN))
+            .description(Some(
+                "An amount of money: a string with exactly two decimals.",
+            ))
+            .examples(["12.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
+impl utoipa::PartialSchema for SignedCents {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(SIGNED_WIRE_PATTERN))
+            .description(Some(
+                "A signed amount of money (negative is a debit): a string with exactly two decimals.",
+            ))
+            .examples(["-12.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SignedCents {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SignedAmount".into()
+    }
+}
+
+/// The schema of a price a client sends (a seller's `floor`): a string or a JSON number,
+/// not negative, at most two decimals; `null` is the same as leaving it out.
+pub fn input_schema() -> Schema {
+    let text = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(INPUT_PATTERN))
+        .examples(["5.00"]);
+    let number = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(0))
+        .maximum(Some(9_999_999_999.99))
+        .description(Some("at most two decimals"))
+        .examples([5.0]);
+    OneOfBuilder::new()
+        .item(text)
+        .item(number)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "A price: a string (\"5.00\") or a JSON number (5), not negative, at most two decimals.",
+        ))
+        .into()
 }
 
 #[cfg(test)]
