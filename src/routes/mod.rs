@@ -10,8 +10,9 @@ pub mod pings;
 pub mod posts;
 pub mod responses;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, Route};
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, ResponseError, Route};
 
 use crate::error::ApiError;
 pub use auth::{authenticate, Caller};
@@ -65,33 +66,39 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // One resource per path with its methods together, so another method gets a 405.
-    let mut by_path: Vec<(&'static str, Vec<Route>)> = Vec::new();
+    let mut by_path: Vec<(&'static str, Vec<Endpoint>)> = Vec::new();
     for endpoint in endpoints() {
         match by_path.iter_mut().find(|(path, _)| *path == endpoint.path) {
-            Some((_, routes)) => routes.push(endpoint.route),
-            None => by_path.push((endpoint.path, vec![endpoint.route])),
+            Some((_, endpoints)) => endpoints.push(endpoint),
+            None => by_path.push((endpoint.path, vec![endpoint])),
         }
     }
-    for (path, routes) in by_path {
-        cfg.service(
-            routes
-                .into_iter()
-                .fold(resource(path), actix_web::Resource::route),
-        );
+    for (path, endpoints) in by_path {
+        let methods: Vec<&str> = endpoints.iter().map(|e| e.method.as_str()).collect();
+        let resource = web::resource(path).default_service(method_not_allowed(methods.join(", ")));
+        cfg.service(endpoints.into_iter().fold(resource, |resource, endpoint| {
+            resource.route(endpoint.route)
+        }));
     }
 }
 
-/// A resource whose wrong methods get the contract's error JSON, not an empty 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this method is not allowed here",
-    ))
+/// A wrong method: 405 with the contract's error JSON and the `Allow` header RFC 9110 asks for.
+fn method_not_allowed(allow: String) -> Route {
+    web::to(move || {
+        let allow = HeaderValue::from_str(&allow).ok();
+        async move {
+            let mut response = ApiError::new(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+            .error_response();
+            if let Some(allow) = allow {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            response
+        }
+    })
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

@@ -258,14 +258,23 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
 }
 
 #[tokio::test]
-async fn a_wrong_method_gets_the_error_json() {
+async fn a_wrong_method_gets_the_error_json_and_the_allowed_methods() {
     let (app, _) = app_with_one_buyer().await;
-    let response = app
-        .http
-        .delete(format!("{}/v1/pings", app.address))
-        .send()
-        .await
-        .unwrap();
-    let (status, _) = error_of(response).await;
-    assert_eq!(status, 405);
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/v1/pings", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::PUT, "/v1/pings/ping_0", "GET"),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let allow = response.headers().get("allow").cloned();
+        let (status, body) = error_of(response).await;
+        assert_eq!(status, 405, "{method} {path}");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        assert_eq!(allow.unwrap().to_str().unwrap(), allowed, "{method} {path}");
+    }
 }
