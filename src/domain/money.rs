@@ -22,6 +22,8 @@ pub enum MoneyError {
     Negative,
     #[error("is too large")]
     TooLarge,
+    #[error("must be plain digits with at most 2 decimals, like \"5.00\"")]
+    NotPlain,
 }
 
 /// The largest amount the exchange handles: ten billion minus a cent keeps every sum in i64 cents.
@@ -51,6 +53,16 @@ impl Money {
             serde_json::Value::Number(n) => Money::parse(&n.to_string()),
             serde_json::Value::String(s) => Money::parse(s),
             _ => Err(MoneyError::NotANumber),
+        }
+    }
+
+    /// Parses a price a client of the API sent: a JSON number, or a string written as
+    /// [`INPUT_PATTERN`] says (no sign, space, exponent or third decimal, even a zero), so
+    /// that what the API accepts is exactly what its OpenAPI document describes.
+    pub fn from_request_json(value: &serde_json::Value) -> Result<Money, MoneyError> {
+        match value {
+            serde_json::Value::String(text) if !is_plain_amount(text) => Err(MoneyError::NotPlain),
+            other => Money::from_json(other),
         }
     }
 
@@ -149,6 +161,17 @@ impl fmt::Display for SignedCents {
 impl Serialize for SignedCents {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_wire())
+    }
+}
+
+/// Whether `text` matches [`INPUT_PATTERN`]: 1 to 10 digits, then optionally a dot and 1 or 2.
+fn is_plain_amount(text: &str) -> bool {
+    let digits = |part: &str, len_max: usize| {
+        (1..=len_max).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    match text.split_once('.') {
+        Some((whole, cents)) => digits(whole, 10) && digits(cents, 2),
+        None => digits(text, 10),
     }
 }
 
@@ -255,6 +278,40 @@ mod tests {
         assert_eq!(
             Money::from_json(&json!("99999999999999")),
             Err(MoneyError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_client_writes_a_price_as_plain_digits_or_a_number() {
+        for ok in ["5", "5.0", "5.00", "0005.5", "9999999999.99", "0"] {
+            assert!(Money::from_request_json(&json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "5.000",
+            " 5",
+            "5 ",
+            "+5",
+            "-0",
+            "5.",
+            ".5",
+            "1e2",
+            "5\n",
+            "",
+            "99999999999",
+        ] {
+            assert_eq!(
+                Money::from_request_json(&json!(bad)),
+                Err(MoneyError::NotPlain),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Money::from_request_json(&json!(1e2)).unwrap().to_wire(),
+            "100.00"
+        );
+        assert_eq!(
+            Money::from_request_json(&json!(-1)),
+            Err(MoneyError::Negative)
         );
     }
 

@@ -137,6 +137,19 @@ pub async fn seller_statement(
     ))
 }
 
+/// A date written exactly `YYYY-MM-DD`, as OpenAPI's `format: date` says: chrono alone also
+/// takes `2026-1-5`, a leading space or a sign.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 /// `from` and `to` (inclusive YYYY-MM-DD), both required, at most a year apart.
 pub fn date_range(req: &HttpRequest) -> Result<(NaiveDate, NaiveDate), ApiError> {
     let query =
@@ -158,9 +171,9 @@ pub fn date_range(req: &HttpRequest) -> Result<(NaiveDate, NaiveDate), ApiError>
             ));
             None
         }
-        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(d) => Some(d),
-            Err(_) => {
+        Some(text) => match parse_date(text) {
+            Some(d) => Some(d),
+            None => {
                 errors.push(FieldError::new(
                     name,
                     "invalid_format",
