@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::buyer_client::BuyerClient;
 use crate::config::Config;
 use crate::exchange::Exchange;
-use crate::state::InProcessState;
+use crate::state::{InProcessState, RedisState, SharedState};
 use crate::{routes, store};
 
 pub struct Application {
@@ -41,7 +41,14 @@ impl Application {
             .server_secret()
             .await
             .context("reading the server secret")?;
-        let state = Arc::new(InProcessState::new());
+        let state: Arc<dyn SharedState> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisState::connect(url, &config.redis_key_prefix)
+                    .await
+                    .context("connecting to Redis")?,
+            ),
+            None => Arc::new(InProcessState::new()),
+        };
         let client = BuyerClient::new().context("building the buyer client")?;
         let exchange = Arc::new(Exchange::new(
             Arc::new(config),
@@ -86,23 +93,25 @@ impl Application {
     }
 }
 
-/// SIGHUP re-reads the buyers directory, like `POST /v1/admin/reload`.
+/// SIGHUP re-reads the buyers directory, like `POST /v1/admin/reload`. The handler is
+/// registered before this returns, so a SIGHUP never meets the default action (exit).
 fn reload_on_sighup(exchange: Arc<Exchange>) {
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
             tracing::warn!("SIGHUP cannot be watched; reload through the admin API");
             return;
         };
-        while hangups.recv().await.is_some() {
-            match exchange.reload() {
-                Ok(buyers) => tracing::info!(buyers, "buyers directory reloaded on SIGHUP"),
-                Err(e) => {
-                    tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays")
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match exchange.reload() {
+                    Ok(buyers) => tracing::info!(buyers, "buyers directory reloaded on SIGHUP"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload on SIGHUP refused; the running configuration stays")
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }

@@ -52,6 +52,7 @@ pub struct Config {
     pub listen: String,
     pub database_url: String,
     pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
     pub buyers_dir: PathBuf,
     pub currency: String,
     pub return_window_days: u32,
@@ -214,6 +215,7 @@ impl Config {
                 .database_url
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             redis_url: raw.redis_url,
+            redis_key_prefix: raw.redis_key_prefix,
             buyers_dir,
             currency: raw.currency,
             return_window_days: raw.return_window_days,

@@ -11,6 +11,9 @@ pub struct RawExchange {
     pub listen: String,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
+    /// Every Redis key starts with this, so several exchanges can share one Redis.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
     #[serde(default = "default_buyers_dir")]
     pub buyers_dir: String,
     #[serde(default = "default_currency")]
@@ -42,6 +45,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "database_url",
     "redis_url",
+    "redis_key_prefix",
     "buyers_dir",
     "currency",
     "return_window_days",
@@ -57,6 +61,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_redis_key_prefix() -> String {
+    "pingpost:".into()
 }
 fn default_buyers_dir() -> String {
     "buyers".into()

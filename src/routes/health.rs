@@ -1,5 +1,7 @@
 //! Liveness and readiness.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -7,6 +9,9 @@ use utoipa::ToSchema;
 use super::responses::Unavailable;
 use crate::error::ApiError;
 use crate::exchange::Exchange;
+
+/// Longest a readiness probe waits on one dependency.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process is up.
 #[derive(Serialize, ToSchema)]
@@ -22,6 +27,9 @@ pub struct Readiness {
     pub status: &'static str,
     #[schema(value_type = String, example = "ok")]
     pub database: &'static str,
+    /// Redis when configured, else the in-process state.
+    #[schema(value_type = String, example = "ok")]
+    pub shared_state: &'static str,
 }
 
 /// Liveness.
@@ -39,7 +47,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness.
 ///
-/// No key. Ready when the database answers (and Redis, once configured).
+/// No key. Ready when the database answers, and the shared state (Redis, when configured)
+/// does.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -47,18 +56,28 @@ pub async fn healthz() -> HttpResponse {
     responses((status = 200, description = "Ready.", body = Readiness), Unavailable)
 )]
 pub async fn readyz(exchange: web::Data<Exchange>) -> Result<HttpResponse, ApiError> {
-    let check =
-        tokio::time::timeout(std::time::Duration::from_secs(2), exchange.store.check()).await;
-    match check {
+    match tokio::time::timeout(CHECK_TIMEOUT, exchange.store.check()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(ApiError::unavailable(
+                anyhow::anyhow!(e).context("readiness: database"),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::unavailable(anyhow::anyhow!(
+                "readiness: database check timed out"
+            )))
+        }
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, exchange.state.check()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(Readiness {
             status: "ready",
             database: "ok",
+            shared_state: "ok",
         })),
-        Ok(Err(e)) => Err(ApiError::unavailable(
-            anyhow::anyhow!(e).context("readiness: database"),
-        )),
+        Ok(Err(e)) => Err(ApiError::unavailable(e.context("readiness: shared state"))),
         Err(_) => Err(ApiError::unavailable(anyhow::anyhow!(
-            "readiness: database check timed out"
+            "readiness: shared state check timed out"
         ))),
     }
 }

@@ -1,14 +1,16 @@
-//! State shared by the exchange's nodes: idempotency records today; caps, reservations and
-//! rate limits go through the same interface. In process by default, Redis when configured.
+//! State shared by the exchange's nodes: idempotency records, caps and reservations, and
+//! seller rate limits. In process by default, Redis when configured.
 
 mod cap_book;
 mod memory;
+mod redis;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::redis::RedisState;
 use crate::auction::CapWindow;
 pub use memory::InProcessState;
 
@@ -98,4 +100,9 @@ pub trait SharedState: Send + Sync + 'static {
         rate_per_s: u32,
         burst: u32,
     ) -> anyhow::Result<RateDecision>;
+
+    /// Whether the state can be used now, for readiness. In process it always can.
+    async fn check(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }

@@ -8,50 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// Ping and post until the server goes away; returns the lead ids reported sold.
-async fn post_stream(address: String, sold: Arc<Mutex<Vec<String>>>) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    for i in 0..10_000 {
-        let mut lead = full_lead();
-        lead["email"] = json!(format!("person{i}-{}@example.com", rand_suffix()));
-        let ping = http
-            .post(format!("{address}/v1/pings"))
-            .bearer_auth(SELLER_A_KEY)
-            .json(&ping_body())
-            .send()
-            .await;
-        let Ok(ping) = ping else { return };
-        let Ok(ping) = ping.json::<Value>().await else {
-            return;
-        };
-        let body = json!({"ping_id": ping["ping_id"], "lead": lead});
-        let Ok(response) = http
-            .post(format!("{address}/v1/posts"))
-            .bearer_auth(SELLER_A_KEY)
-            .json(&body)
-            .send()
-            .await
-        else {
-            return;
-        };
-        let Ok(result) = response.json::<Value>().await else {
-            return;
-        };
-        if result["status"] == "sold" {
-            sold.lock()
-                .unwrap()
-                .push(result["lead_id"].as_str().unwrap().to_string());
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    rand::random::<u64>()
-}
-
 #[tokio::test]
 async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_books_balanced() {
     // Arrange: two buyers that take a little time to accept, a server on a file database.
@@ -151,7 +107,12 @@ async fn kill_9_during_concurrent_posts_loses_no_reported_sale_and_keeps_the_boo
             .unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
-        assert!(status == 200 || status == 410, "{status} {body}");
+        // Sold or unsold now, expired, or (if the killed server's commit landed after all) the
+        // first result under another body: each a clear answer, never a 5xx or a second sale.
+        let clear = status == 200
+            || status == 410
+            || (status == 409 && body["error"]["code"] == "already_posted");
+        assert!(clear, "{status} {body}");
     }
     let mut server = server;
     server.kill();

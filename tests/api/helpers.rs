@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::Sha256;
 
 pub use crate::db::TestDb;
@@ -434,6 +434,17 @@ impl RealServer {
         args: &[&str],
         log_level: &str,
     ) -> RealServer {
+        RealServer::start_with_env(config, database_url, args, log_level, &[]).await
+    }
+
+    /// As `start`, with more environment (e.g. `PINGPOST_REDIS_URL`).
+    pub async fn start_with_env(
+        config: &std::path::Path,
+        database_url: &str,
+        args: &[&str],
+        log_level: &str,
+        env: &[(&str, String)],
+    ) -> RealServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -448,6 +459,7 @@ impl RealServer {
             .env("PINGPOST_DATABASE_URL", database_url)
             .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", log_level)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -494,4 +506,48 @@ impl RealServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+}
+
+/// Ping and post until the server goes away; returns the lead ids reported sold.
+pub async fn post_stream(address: String, sold: Arc<Mutex<Vec<String>>>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..10_000 {
+        let mut lead = full_lead();
+        lead["email"] = json!(format!("person{i}-{}@example.com", rand_suffix()));
+        let ping = http
+            .post(format!("{address}/v1/pings"))
+            .bearer_auth(SELLER_A_KEY)
+            .json(&ping_body())
+            .send()
+            .await;
+        let Ok(ping) = ping else { return };
+        let Ok(ping) = ping.json::<Value>().await else {
+            return;
+        };
+        let body = json!({"ping_id": ping["ping_id"], "lead": lead});
+        let Ok(response) = http
+            .post(format!("{address}/v1/posts"))
+            .bearer_auth(SELLER_A_KEY)
+            .json(&body)
+            .send()
+            .await
+        else {
+            return;
+        };
+        let Ok(result) = response.json::<Value>().await else {
+            return;
+        };
+        if result["status"] == "sold" {
+            sold.lock()
+                .unwrap()
+                .push(result["lead_id"].as_str().unwrap().to_string());
+        }
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    rand::random::<u64>()
 }

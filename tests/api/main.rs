@@ -8,6 +8,7 @@ mod crash;
 mod db;
 mod errors;
 mod helpers;
+mod nodes;
 mod openapi;
 mod operations;
 mod outage;

@@ -215,43 +215,7 @@ async fn sighup_reloads_the_buyers_and_sigterm_finishes_in_flight_work_and_exits
     // SIGTERM during a stream of pings and posts.
     let sold = Arc::new(Mutex::new(Vec::new()));
     let streams: Vec<_> = (0..4)
-        .map(|_| {
-            let (http, address, sold) = (http.clone(), server.address.clone(), sold.clone());
-            tokio::spawn(async move {
-                for _ in 0..10_000 {
-                    let Ok(r) = http
-                        .post(format!("{address}/v1/pings"))
-                        .bearer_auth(SELLER_A_KEY)
-                        .json(&ping_body())
-                        .send()
-                        .await
-                    else {
-                        return;
-                    };
-                    let Ok(ping) = r.json::<Value>().await else {
-                        return;
-                    };
-                    let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
-                    let Ok(r) = http
-                        .post(format!("{address}/v1/posts"))
-                        .bearer_auth(SELLER_A_KEY)
-                        .json(&body)
-                        .send()
-                        .await
-                    else {
-                        return;
-                    };
-                    let Ok(result) = r.json::<Value>().await else {
-                        return;
-                    };
-                    if result["status"] == "sold" {
-                        sold.lock()
-                            .unwrap()
-                            .push(result["lead_id"].as_str().unwrap_or_default().to_string());
-                    }
-                }
-            })
-        })
+        .map(|_| tokio::spawn(post_stream(server.address.clone(), sold.clone())))
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.signal("TERM");
