@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -18,17 +19,23 @@ pub struct ApiError {
     pub source: Option<anyhow::Error>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: BodyInner<'a>,
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "validation_failed", "message": "the lead is not valid",
+    "fields": [{"field": "zip", "code": "invalid_format", "message": "must be 5 digits"}]}}))]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct BodyInner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// A stable, machine-readable code, e.g. `validation_failed`, `unauthorized`, `rate_limited`.
+    pub code: &'a str,
+    /// For people; never echoes a personal value.
+    pub message: &'a str,
+    /// Each field at fault, when there are any.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    fields: &'a [FieldError],
+    pub fields: &'a [FieldError],
 }
 
 impl ApiError {
@@ -166,8 +173,8 @@ impl ResponseError for ApiError {
                 "request failed"
             );
         }
-        let body = Body {
-            error: BodyInner {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
                 fields: &self.fields,

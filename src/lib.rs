@@ -9,6 +9,7 @@ pub mod error;
 pub mod exchange;
 pub mod ledger;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -27,10 +27,15 @@ pub enum LeadMode {
 }
 
 /// One problem with one field of a lead, as the error JSON lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The lead's field name (or the request's, or a query parameter's).
+    #[schema(example = "zip")]
     pub field: String,
+    #[schema(example = "invalid_format")]
     pub code: String,
+    /// Never echoes a personal value.
+    #[schema(example = "must be 5 digits")]
     pub message: String,
 }
 

@@ -4,6 +4,8 @@ use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// An amount of money in the exchange's currency. Always rendered with two decimals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -20,6 +22,8 @@ pub enum MoneyError {
     Negative,
     #[error("is too large")]
     TooLarge,
+    #[error("must be plain digits with at most 2 decimals, like \"5.00\"")]
+    NotPlain,
 }
 
 /// The largest amount the exchange handles: ten billion minus a cent keeps every sum in i64 cents.
@@ -49,6 +53,16 @@ impl Money {
             serde_json::Value::Number(n) => Money::parse(&n.to_string()),
             serde_json::Value::String(s) => Money::parse(s),
             _ => Err(MoneyError::NotANumber),
+        }
+    }
+
+    /// Parses a price a client of the API sent: a JSON number, or a string written as
+    /// [`INPUT_PATTERN`] says (no sign, space, exponent or third decimal, even a zero), so
+    /// that what the API accepts is exactly what its OpenAPI document describes.
+    pub fn from_request_json(value: &serde_json::Value) -> Result<Money, MoneyError> {
+        match value {
+            serde_json::Value::String(text) if !is_plain_amount(text) => Err(MoneyError::NotPlain),
+            other => Money::from_json(other),
         }
     }
 
@@ -150,6 +164,81 @@ impl Serialize for SignedCents {
     }
 }
 
+/// Whether `text` matches [`INPUT_PATTERN`]: 1 to 10 digits, then optionally a dot and 1 or 2.
+fn is_plain_amount(text: &str) -> bool {
+    let digits = |part: &str, len_max: usize| {
+        (1..=len_max).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    match text.split_once('.') {
+        Some((whole, cents)) => digits(whole, 10) && digits(cents, 2),
+        None => digits(text, 10),
+    }
+}
+
+/// The wire form of an amount: two decimals, never a JSON number.
+pub const WIRE_PATTERN: &str = r"^[0-9]+\.[0-9]{2}$";
+/// The wire form of a signed amount (ledger entries, statement totals).
+pub const SIGNED_WIRE_PATTERN: &str = r"^-?[0-9]+\.[0-9]{2}$";
+/// A price a client sends as text: up to ten whole digits and at most two decimals.
+pub const INPUT_PATTERN: &str = r"^[0-9]{1,10}(\.[0-9]{1,2})?$";
+
+impl utoipa::PartialSchema for Money {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(WIRE_PATTERN))
+            .description(Some(
+                "An amount of money: a string with exactly two decimals.",
+            ))
+            .examples(["12.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
+impl utoipa::PartialSchema for SignedCents {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(SIGNED_WIRE_PATTERN))
+            .description(Some(
+                "A signed amount of money (negative is a debit): a string with exactly two decimals.",
+            ))
+            .examples(["-12.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SignedCents {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SignedAmount".into()
+    }
+}
+
+/// The schema of a price a client sends (a seller's `floor`): a string or a JSON number,
+/// not negative, at most two decimals; `null` is the same as leaving it out.
+pub fn input_schema() -> Schema {
+    let text = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(INPUT_PATTERN))
+        .examples(["5.00"]);
+    let number = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(0))
+        .maximum(Some(9_999_999_999.99))
+        .description(Some("at most two decimals"))
+        .examples([5.0]);
+    OneOfBuilder::new()
+        .item(text)
+        .item(number)
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "A price: a string (\"5.00\") or a JSON number (5), not negative, at most two decimals.",
+        ))
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +278,40 @@ mod tests {
         assert_eq!(
             Money::from_json(&json!("99999999999999")),
             Err(MoneyError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_client_writes_a_price_as_plain_digits_or_a_number() {
+        for ok in ["5", "5.0", "5.00", "0005.5", "9999999999.99", "0"] {
+            assert!(Money::from_request_json(&json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "5.000",
+            " 5",
+            "5 ",
+            "+5",
+            "-0",
+            "5.",
+            ".5",
+            "1e2",
+            "5\n",
+            "",
+            "99999999999",
+        ] {
+            assert_eq!(
+                Money::from_request_json(&json!(bad)),
+                Err(MoneyError::NotPlain),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Money::from_request_json(&json!(1e2)).unwrap().to_wire(),
+            "100.00"
+        );
+        assert_eq!(
+            Money::from_request_json(&json!(-1)),
+            Err(MoneyError::Negative)
         );
     }
 

@@ -21,9 +21,9 @@ use crate::state::SharedState;
 use crate::store::DynStore;
 
 pub use auction::AuctionOutcome;
-pub use ping::{PingInput, PingView};
-pub use post::PostInput;
-pub use returns::{Statement, StatementLine, STATEMENT_DAYS_MAX};
+pub use ping::{PingInput, PingState, PingView};
+pub use post::{PostInput, PostResult, PostStatus, UnsoldReason};
+pub use returns::{ReturnReceipt, ReturnStatus, Statement, StatementLine, STATEMENT_DAYS_MAX};
 
 pub struct Exchange {
     pub config: Arc<Config>,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
+use utoipa::ToSchema;
 
 use super::auction::AuctionOutcome;
 use super::caps::Hold;
@@ -26,18 +27,50 @@ pub struct PingInput {
 }
 
 /// The seller's view of a ping: the body of `POST /v1/pings` and `GET /v1/pings/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"ping_id": "ping_0190f3a2b7c47d2e9a3b5c6d7e8f9a0b", "status": "offer",
+    "payout": "11.20", "currency": "USD", "expires_at": "2026-11-22T10:00:00Z"}))]
 pub struct PingView {
     pub ping_id: String,
-    pub status: &'static str,
+    pub status: PingState,
+    /// The seller's payout: offered (`offer`, `expired`) or earned (`sold`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub payout: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub currency: Option<String>,
+    /// When an offer stops waiting for the post.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
     pub expires_at: Option<String>,
+    /// The sold lead's id (`sold`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub lead_id: Option<String>,
+}
+
+/// Where a ping stands, as its seller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PingState {
+    Offer,
+    NoBid,
+    Sold,
+    Unsold,
+    /// An offer whose time to post has passed.
+    Expired,
+}
+
+impl From<PingStatus> for PingState {
+    fn from(status: PingStatus) -> PingState {
+        match status {
+            PingStatus::Offer => PingState::Offer,
+            PingStatus::NoBid => PingState::NoBid,
+            PingStatus::Sold => PingState::Sold,
+            PingStatus::Unsold => PingState::Unsold,
+        }
+    }
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -93,7 +126,7 @@ impl Exchange {
         Ok(match auctioned.offer {
             Some((_, payout, expires_at)) => PingView {
                 ping_id: auctioned.ping_id,
-                status: "offer",
+                status: PingState::Offer,
                 payout: Some(payout),
                 currency: Some(self.config.currency.clone()),
                 expires_at: Some(rfc3339(expires_at)),
@@ -101,7 +134,7 @@ impl Exchange {
             },
             None => PingView {
                 ping_id: auctioned.ping_id,
-                status: "no_bid",
+                status: PingState::NoBid,
                 payout: None,
                 currency: None,
                 expires_at: None,
@@ -245,7 +278,7 @@ impl Exchange {
             .ok_or_else(not_found)?;
         let mut view = PingView {
             ping_id: ping.id.clone(),
-            status: ping.status.as_str(),
+            status: ping.status.into(),
             payout: ping.payout,
             currency: ping.payout.map(|_| self.config.currency.clone()),
             expires_at: ping.expires_at.map(rfc3339),
@@ -253,7 +286,7 @@ impl Exchange {
         };
         match ping.status {
             PingStatus::Offer if ping.expires_at.is_some_and(|t| t <= self.now()) => {
-                view.status = "expired"
+                view.status = PingState::Expired
             }
             PingStatus::Sold => {
                 // The payout actually earned, which a fallback can make lower than the offer.

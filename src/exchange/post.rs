@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use tracing::Instrument;
+use utoipa::ToSchema;
 
 use std::time::Instant;
 
@@ -23,6 +25,72 @@ pub struct PostInput {
     pub lead: Map<String, Value>,
     /// Keyed hash of the canonical request body: a repeat with the same body replays.
     pub body_hash: String,
+}
+
+/// The answer to a post (`POST /v1/posts`) or a direct post (`POST /v1/leads`); a repeat of
+/// the same post replays it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"ping_id": "ping_0190f3a2b7c47d2e9a3b5c6d7e8f9a0b", "status": "sold",
+    "lead_id": "lead_0190f3a2c1d47e2f9a3b5c6d7e8f9a0c", "payout": "11.20"}))]
+pub struct PostResult {
+    pub ping_id: String,
+    pub status: PostStatus,
+    /// The sold lead's id (`sold`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub lead_id: Option<String>,
+    /// The payout of the buyer that took the lead (`sold`): lower than the offer after a fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub payout: Option<Money>,
+    /// Why it did not sell (`unsold`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reason: Option<UnsoldReason>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PostStatus {
+    Sold,
+    Unsold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsoldReason {
+    /// A direct post whose auction had no valid bid.
+    NoBid,
+    /// Every buyer tried rejected the lead, failed or timed out.
+    AllBuyersRejected,
+}
+
+impl PostResult {
+    fn sold(ping_id: &str, lead_id: &str, payout: Money) -> PostResult {
+        PostResult {
+            ping_id: ping_id.to_string(),
+            status: PostStatus::Sold,
+            lead_id: Some(lead_id.to_string()),
+            payout: Some(payout),
+            reason: None,
+        }
+    }
+
+    fn unsold(ping_id: &str, reason: UnsoldReason) -> PostResult {
+        PostResult {
+            ping_id: ping_id.to_string(),
+            status: PostStatus::Unsold,
+            lead_id: None,
+            payout: None,
+            reason: Some(reason),
+        }
+    }
+
+    /// As JSON: what is answered, stored for replays, and replayed. Plain fields: this
+    /// serialisation cannot fail.
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// How often a request waiting on another's identical post looks for its result.
@@ -88,9 +156,7 @@ impl Exchange {
             .auction_and_record(seller, vertical, &lead, &input, received)
             .await?;
         if auctioned.offer.is_none() {
-            return Ok(
-                json!({"ping_id": auctioned.ping_id, "status": "unsold", "reason": "no_bid"}),
-            );
+            return Ok(PostResult::unsold(&auctioned.ping_id, UnsoldReason::NoBid).to_json());
         }
         let ping = self
             .store
@@ -302,8 +368,7 @@ impl Exchange {
                 Err(e) => return Err(e.into()),
             }
         }
-        let result =
-            json!({"ping_id": ping.id, "status": "unsold", "reason": "all_buyers_rejected"});
+        let result = PostResult::unsold(&ping.id, UnsoldReason::AllBuyersRejected).to_json();
         self.store
             .record_unsold(&ping.id, &result.to_string(), &attempts)
             .await?;
@@ -323,7 +388,7 @@ impl Exchange {
         let amounts = SaleAmounts::new(sold.price, seller.payout_share);
         let transaction =
             Transaction::sale(&lead_id, sold.buyer_id, &seller.id, amounts, self.now());
-        let result = json!({"ping_id": ping.id, "status": "sold", "lead_id": lead_id, "payout": amounts.payout});
+        let result = PostResult::sold(&ping.id, &lead_id, amounts.payout).to_json();
         let sale = NewSale {
             lead_id: lead_id.clone(),
             ping_id: ping.id.clone(),

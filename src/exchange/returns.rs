@@ -2,31 +2,53 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::Exchange;
 use crate::config::Buyer;
-use crate::domain::SignedCents;
+use crate::domain::{Money, SignedCents};
 use crate::error::ApiError;
-use crate::ledger::Transaction;
+use crate::ledger::{Transaction, TransactionKind};
 use crate::store::{NewReturn, StoreError};
 
-#[derive(Debug, Serialize)]
+/// One ledger entry of the account.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatementLine {
+    #[schema(format = DateTime)]
     pub time: String,
-    pub kind: &'static str,
+    pub kind: TransactionKind,
     pub lead_id: String,
+    /// Signed: a buyer's sale is negative, a seller's positive; a return the opposite.
     pub amount: SignedCents,
 }
 
-#[derive(Debug, Serialize)]
+/// An account's ledger entries over a range of days, and their sum.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Statement {
+    /// `buyer:<id>` or `seller:<id>`.
+    #[schema(example = "buyer:summit-insurance")]
     pub account: String,
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub currency: String,
     pub lines: Vec<StatementLine>,
+    /// The sum of the lines: net after returns.
     pub total: SignedCents,
+}
+
+/// The answer to an accepted return.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnReceipt {
+    pub lead_id: String,
+    pub status: ReturnStatus,
+    /// The price refunded to the buyer.
+    pub refund: Money,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnStatus {
+    Returned,
 }
 
 /// Longest range one statement covers.
@@ -48,7 +70,7 @@ impl Exchange {
         buyer: &Buyer,
         lead_id: &str,
         reason: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<ReturnReceipt, ApiError> {
         let window_days = self.config.return_window_days;
         if window_days == 0 {
             return Err(ApiError::validation(
@@ -90,7 +112,11 @@ impl Exchange {
                     .with_label_values(&[buyer.id.as_str()])
                     .inc();
                 tracing::info!(buyer = %buyer.id, lead_id, refund = %sale.price, "lead returned");
-                Ok(json!({"lead_id": lead_id, "status": "returned", "refund": sale.price}))
+                Ok(ReturnReceipt {
+                    lead_id: lead_id.to_string(),
+                    status: ReturnStatus::Returned,
+                    refund: sale.price,
+                })
             }
             Err(StoreError::Conflict(_)) => Err(ApiError::conflict(
                 "already_returned",
@@ -113,7 +139,7 @@ impl Exchange {
             .into_iter()
             .map(|e| StatementLine {
                 time: super::ping::rfc3339(e.time),
-                kind: e.kind.as_str(),
+                kind: e.kind,
                 lead_id: e.lead_id,
                 amount: SignedCents(e.amount_cents),
             })

@@ -17,7 +17,7 @@ pub fn seller_account(id: &str) -> String {
     format!("seller:{id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TransactionKind {
     Sale,

@@ -128,7 +128,7 @@ impl Fields {
     pub fn money(&mut self, name: &str) -> Option<Money> {
         match self.object.remove(name) {
             None | Some(Value::Null) => None,
-            Some(value) => match Money::from_json(&value) {
+            Some(value) => match Money::from_request_json(&value) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     self.errors.push(FieldError::new(

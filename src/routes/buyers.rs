@@ -2,14 +2,62 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDate;
+use utoipa::{IntoParams, ToSchema};
 
 use super::authenticate;
 use super::body::{read_json, Fields};
+use super::responses::{AuthErrors, BodyErrors, Unavailable};
 use crate::domain::FieldError;
-use crate::error::ApiError;
-use crate::exchange::Exchange;
+use crate::error::{ApiError, ErrorBody};
+use crate::exchange::{Exchange, ReturnReceipt, Statement};
 use crate::ledger::{buyer_account, seller_account};
 
+/// The body of `POST /v1/returns`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    /// A lead sold to this buyer.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        example = "lead_0190f3a2c1d47e2f9a3b5c6d7e8f9a0c"
+    )]
+    pub lead_id: String,
+    /// Why the lead is returned.
+    #[schema(min_length = 1, max_length = 200, example = "bad_phone")]
+    pub reason: String,
+}
+
+/// The range of a statement: inclusive UTC days, at most 366 of them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
+    /// The first day (YYYY-MM-DD, UTC).
+    #[param(example = "2026-11-01")]
+    pub from: NaiveDate,
+    /// The last day, inclusive (YYYY-MM-DD, UTC): not before `from`, at most 365 days after.
+    #[param(example = "2026-11-30")]
+    pub to: NaiveDate,
+}
+
+/// Return a lead.
+///
+/// **Buyer key.** Within `return_window_days` of the sale, records a reversing transaction:
+/// the buyer is refunded, the seller's payout and the exchange's margin are reversed.
+#[utoipa::path(
+    post,
+    path = "/v1/returns",
+    tag = "buyer",
+    security(("bearer" = [])),
+    request_body = ReturnRequest,
+    responses(
+        (status = 200, description = "Returned: the price is refunded.", body = ReturnReceipt),
+        (status = 404, description = "`lead_not_found`: no such lead sold to this buyer.", body = ErrorBody),
+        (status = 409, description = "`already_returned`.", body = ErrorBody),
+        (status = 422, description = "`return_window_passed`, `returns_disabled`, or `validation_failed` for a bad body.", body = ErrorBody),
+        AuthErrors, BodyErrors, Unavailable,
+    )
+)]
 pub async fn create_return(
     req: HttpRequest,
     payload: web::Payload,
@@ -29,6 +77,23 @@ pub async fn create_return(
     Ok(HttpResponse::Ok().json(exchange.return_lead(&buyer, &lead_id, &reason).await?))
 }
 
+/// The buyer's statement.
+///
+/// **Buyer key.** The entries of the account `buyer:<id>` in the range and their sum:
+/// sales are negative (the buyer pays), returns positive.
+#[utoipa::path(
+    get,
+    path = "/v1/buyers/me/statement",
+    tag = "buyer",
+    security(("bearer" = [])),
+    params(StatementQuery),
+    responses(
+        (status = 200, description = "The statement.", body = Statement),
+        (status = 400, description = "`malformed_query`: the query string cannot be read.", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: `from` or `to` missing, not a date, or out of range.", body = ErrorBody),
+        AuthErrors, Unavailable,
+    )
+)]
 pub async fn buyer_statement(
     req: HttpRequest,
     exchange: web::Data<Exchange>,
@@ -42,6 +107,23 @@ pub async fn buyer_statement(
     ))
 }
 
+/// The seller's statement.
+///
+/// **Seller key.** The entries of the account `seller:<id>` in the range and their sum:
+/// payouts are positive, returns negative.
+#[utoipa::path(
+    get,
+    path = "/v1/sellers/me/statement",
+    tag = "seller",
+    security(("bearer" = [])),
+    params(StatementQuery),
+    responses(
+        (status = 200, description = "The statement.", body = Statement),
+        (status = 400, description = "`malformed_query`: the query string cannot be read.", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: `from` or `to` missing, not a date, or out of range.", body = ErrorBody),
+        AuthErrors, Unavailable,
+    )
+)]
 pub async fn seller_statement(
     req: HttpRequest,
     exchange: web::Data<Exchange>,
@@ -53,6 +135,19 @@ pub async fn seller_statement(
             .statement(seller_account(&seller.id), from, to)
             .await?,
     ))
+}
+
+/// A date written exactly `YYYY-MM-DD`, as OpenAPI's `format: date` says: chrono alone also
+/// takes `2026-1-5`, a leading space or a sign.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
 }
 
 /// `from` and `to` (inclusive YYYY-MM-DD), both required, at most a year apart.
@@ -76,9 +171,9 @@ pub fn date_range(req: &HttpRequest) -> Result<(NaiveDate, NaiveDate), ApiError>
             ));
             None
         }
-        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(d) => Some(d),
-            Err(_) => {
+        Some(text) => match parse_date(text) {
+            Some(d) => Some(d),
+            None => {
                 errors.push(FieldError::new(
                     name,
                     "invalid_format",

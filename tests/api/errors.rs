@@ -258,14 +258,59 @@ async fn schema_errors_are_422_validation_failed_naming_each_field() {
 }
 
 #[tokio::test]
-async fn a_wrong_method_gets_the_error_json() {
+async fn a_wrong_method_gets_the_error_json_and_the_allowed_methods() {
     let (app, _) = app_with_one_buyer().await;
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/v1/pings", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::PUT, "/v1/pings/ping_0", "GET"),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let allow = response.headers().get("allow").cloned();
+        let (status, body) = error_of(response).await;
+        assert_eq!(status, 405, "{method} {path}");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        assert_eq!(allow.unwrap().to_str().unwrap(), allowed, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn prices_and_dates_are_accepted_only_as_the_openapi_document_writes_them() {
+    let (app, buyer) = app_with_one_buyer().await;
+
+    for floor in ["5.000", "+5", " 5", "-0", ".5"] {
+        let body = json!({"vertical": "auto_insurance", "lead": ping_lead(), "floor": floor});
+        let (status, body) = error_of(app.post_json("/v1/pings", SELLER_A_KEY, &body).await).await;
+        assert_eq!(status, 422, "floor {floor:?}");
+        assert_eq!(body["error"]["fields"][0]["field"], "floor");
+        assert_eq!(body["error"]["fields"][0]["code"], "invalid_amount");
+    }
+    assert!(buyer.bids().is_empty());
+    for from in ["2026-1-5", "%202026-01-05", "+2026-01-05"] {
+        let path = format!("/v1/sellers/me/statement?from={from}&to=2026-02-01");
+        let (status, body) = error_of(app.get(&path, SELLER_A_KEY).await).await;
+        assert_eq!(status, 422, "from {from:?}");
+        assert_eq!(body["error"]["fields"][0]["field"], "from");
+    }
+
+    let (status, _) = app
+        .send(
+            "/v1/pings",
+            SELLER_A_KEY,
+            &json!({"vertical": "auto_insurance", "lead": ping_lead(), "floor": "5.5"}),
+        )
+        .await;
+    assert_eq!(status, 200);
     let response = app
-        .http
-        .delete(format!("{}/v1/pings", app.address))
-        .send()
-        .await
-        .unwrap();
-    let (status, _) = error_of(response).await;
-    assert_eq!(status, 405);
+        .get(
+            "/v1/sellers/me/statement?from=2026-01-05&to=2026-02-01",
+            SELLER_A_KEY,
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 200);
 }

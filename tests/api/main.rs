@@ -9,6 +9,7 @@ mod db;
 mod errors;
 mod helpers;
 mod nodes;
+mod openapi;
 mod operations;
 mod outage;
 mod posts;
