@@ -43,6 +43,13 @@ impl Money {
             return Err(MoneyError::NotANumber);
         }
         let value: Decimal = text.parse().map_err(|_| MoneyError::NotANumber)?;
+        // Decimals as written count: "1.230" is a price with three decimals, not 1.23.
+        if text
+            .split_once('.')
+            .is_some_and(|(_, decimals)| decimals.len() > 2)
+        {
+            return Err(MoneyError::TooManyDecimals);
+        }
         Money::from_decimal(value)
     }
 
@@ -254,7 +261,7 @@ mod tests {
         );
         assert_eq!(Money::from_json(&json!(12)).unwrap().to_wire(), "12.00");
         assert_eq!(Money::from_json(&json!("7.5")).unwrap().to_wire(), "7.50");
-        assert_eq!(Money::from_json(&json!("1.230")).unwrap().to_wire(), "1.23");
+        assert_eq!(Money::from_json(&json!("1.20")).unwrap().to_wire(), "1.20");
     }
 
     #[test]
@@ -274,6 +281,11 @@ mod tests {
         assert_eq!(
             Money::from_json(&json!("1.005")),
             Err(MoneyError::TooManyDecimals)
+        );
+        assert_eq!(
+            Money::from_json(&json!("1.230")),
+            Err(MoneyError::TooManyDecimals),
+            "decimals as written count"
         );
         assert_eq!(
             Money::from_json(&json!("99999999999999")),

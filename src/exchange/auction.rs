@@ -18,7 +18,7 @@ pub const BUYERS_PER_AUCTION_MAX: usize = 1_000;
 
 /// Time kept back from `tmax_ms` to record the auction and answer the seller.
 fn answer_buffer(tmax: Duration) -> Duration {
-    (tmax / 10).clamp(Duration::from_millis(5), Duration::from_millis(50))
+    (tmax / 10).clamp(Duration::from_millis(10), Duration::from_millis(100))
 }
 
 pub struct AuctionOutcome {
