@@ -145,7 +145,8 @@ impl Generator {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(4096)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Short, so the ceiling's connections are gone before the exchange's run starts.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()?;
         Ok(Generator {
             target,

@@ -81,10 +81,12 @@ fn scenario(name: &str) -> anyhow::Result<Scenario> {
         "ten" => base("10 buyers per auction at 20 ms (SQLite)", 10, 1, 10),
         "hundred" => base("100 buyers per auction at 20 ms (SQLite)", 100, 1, 100),
         "tenk" => base(
-            "10,000 configured buyers, 50 eligible per ping, 20 ms (SQLite; 2,000 ports)",
+            "10,000 configured buyers, 50 eligible per ping, 20 ms (SQLite; 500 ports)",
             10_000,
             200,
-            2_000,
+            // 20 buyers a port: 10,000 ports and their connections pass the 20,000 open files
+            // this machine allows one process.
+            500,
         ),
         "tail" => Scenario {
             behaviour: Behaviour {
