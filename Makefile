@@ -2,15 +2,21 @@
 #
 #   make run      builds, starts the demo buyers in the background and the exchange in the
 #                 foreground on 127.0.0.1:8080; Ctrl-C stops both.
+#   make bench    the load tests of load-tests/ (release build; minutes, loopback only) and the
+#                 eligibility benchmark; never part of `make test`.
 #
-# Variables: CONFIG (default exchange.toml), CARGO, PINGPOST_BIN (the binary `run` starts).
+# Variables: CONFIG (default exchange.toml), CARGO, PINGPOST_BIN (the binary `run` starts),
+# SCENARIOS and LOAD_ARGS (for `bench`, see load-tests/RESULTS.md).
 
 CARGO ?= cargo
 CONFIG ?= exchange.toml
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 PINGPOST_BIN ?= $(TARGET_DIR)/debug/pingpost
 
-.PHONY: build run test lint clean
+SCENARIOS ?= ten,hundred,tenk,tail,fallback,pg,nodes3,memory
+LOAD_ARGS ?= --half-peak
+
+.PHONY: build run test lint bench clean
 
 build:
 	$(CARGO) build
@@ -33,8 +39,13 @@ test:
 	$(CARGO) test --all-targets
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) build --release -p pingpost -p pingpost-load
+	$(TARGET_DIR)/release/load --pingpost $(TARGET_DIR)/release/pingpost --scenario $(SCENARIOS) $(LOAD_ARGS)
+	$(CARGO) bench -p pingpost-load --bench eligibility
 
 clean:
 	$(CARGO) clean

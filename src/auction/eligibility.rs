@@ -1,12 +1,13 @@
 //! Eligibility: which buyers may be asked to bid on a ping. A buyer that fails is never contacted.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::config::{Buyer, Filter, FilterRule, Schedule, Seller};
+use crate::config::{Buyer, Filter, FilterRule, Marketplace, Schedule, Seller};
 
 pub struct PingContext<'a> {
     pub vertical: &'a str,
@@ -23,6 +24,22 @@ pub enum Ineligible {
     SellerNotAllowed,
     Filter(String),
     Schedule,
+}
+
+/// The buyers of the marketplace that may be asked to bid on this ping, in file order, at
+/// most `max` of them. Caps are checked afterwards, against the shared state.
+pub fn eligible_buyers(
+    market: &Marketplace,
+    is_paused: impl Fn(&str) -> bool,
+    ctx: &PingContext<'_>,
+    max: usize,
+) -> Vec<Arc<Buyer>> {
+    market
+        .buyers_for_vertical(ctx.vertical)
+        .filter(|b| check_eligibility(b, is_paused(&b.id), ctx).is_ok())
+        .take(max)
+        .cloned()
+        .collect()
 }
 
 pub fn check_eligibility(

@@ -5,5 +5,5 @@ mod eligibility;
 mod ranking;
 
 pub use caps::{cap_windows, CapWindow};
-pub use eligibility::{check_eligibility, in_schedule, Ineligible, PingContext};
+pub use eligibility::{check_eligibility, eligible_buyers, in_schedule, Ineligible, PingContext};
 pub use ranking::{effective_floor, rank, Candidate};

@@ -7,7 +7,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::value::RawValue;
 
 use super::Exchange;
-use crate::auction::{check_eligibility, effective_floor, rank, Candidate, PingContext};
+use crate::auction::{effective_floor, eligible_buyers, rank, Candidate, PingContext};
 use crate::buyer_client::{BidAnswer, BidRequest, Outcome, Timed};
 use crate::config::{Bidding, Buyer, Seller};
 use crate::domain::{Lead, Money, Vertical};
@@ -53,12 +53,12 @@ impl Exchange {
             lead: &lead.ping_fields,
             now: self.now(),
         };
-        let eligible: Vec<Arc<Buyer>> = market
-            .buyers_for_vertical(&vertical.id)
-            .filter(|b| check_eligibility(b, self.is_paused(&b.id), &ctx).is_ok())
-            .take(BUYERS_PER_AUCTION_MAX)
-            .cloned()
-            .collect();
+        let eligible = eligible_buyers(
+            &market,
+            |id| self.is_paused(id),
+            &ctx,
+            BUYERS_PER_AUCTION_MAX,
+        );
         // A buyer at a cap (reservations included) gets no request.
         let eligible = self.with_room(eligible, ctx.now).await;
 

@@ -13,6 +13,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use super::*;
 use crate::ledger::Transaction;
 
+/// Bid rows per insert statement: 10 parameters each, well under PostgreSQL's 65,535.
+const BID_ROWS_PER_INSERT: usize = 1_000;
+
 pub struct PgStore {
     pool: PgPool,
 }
@@ -202,24 +205,26 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        for b in &ping.bids {
-            sqlx::query(
+        // The whole bid log of the auction in one statement: one round trip instead of one
+        // per buyer.
+        for chunk in ping.bids.chunks(BID_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
                 "insert into bid (ping_id, buyer_id, outcome, price, floor, bid_id, reason, \
-                 latency_ms, rank, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&ping.id)
-            .bind(&b.buyer_id)
-            .bind(b.outcome)
-            .bind(b.price.map(|m| m.decimal()))
-            .bind(b.floor.decimal())
-            .bind(&b.bid_id)
-            .bind(&b.reason)
-            .bind(b.latency_ms)
-            .bind(b.rank)
-            .bind(ping.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+                 latency_ms, rank, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, b| {
+                row.push_bind(&ping.id)
+                    .push_bind(&b.buyer_id)
+                    .push_bind(b.outcome)
+                    .push_bind(b.price.map(|m| m.decimal()))
+                    .push_bind(b.floor.decimal())
+                    .push_bind(&b.bid_id)
+                    .push_bind(&b.reason)
+                    .push_bind(b.latency_ms)
+                    .push_bind(b.rank)
+                    .push_bind(ping.created_at);
+            });
+            insert.build().execute(&mut *tx).await.map_err(classify)?;
         }
         tx.commit().await.map_err(classify)
     }
