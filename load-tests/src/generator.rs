@@ -354,7 +354,7 @@ impl Generator {
         }
         drop(pending);
         // Highest first; a stable sort keeps the earlier answer ahead on a tie.
-        bids.sort_by(|a, b| b.0.cmp(&a.0));
+        bids.sort_by_key(|b| std::cmp::Reverse(b.0));
         let ping = began.elapsed();
         if bids.is_empty() {
             return Ok(Flow {

@@ -138,8 +138,12 @@ impl Market {
 
 fn group_fields(group: usize) -> (&'static str, bool, &'static str) {
     let state = STATES[group / 4];
-    let homeowner = (group / 2) % 2 == 0;
-    let coverage = if group % 2 == 0 { "liability" } else { "full" };
+    let homeowner = (group / 2).is_multiple_of(2);
+    let coverage = if group.is_multiple_of(2) {
+        "liability"
+    } else {
+        "full"
+    };
     (state, homeowner, coverage)
 }
 

@@ -445,49 +445,56 @@ impl RealServer {
         log_level: &str,
         env: &[(&str, String)],
     ) -> RealServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log_path = config.with_file_name(format!("server-{port}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pingpost"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(args)
-            .env("PINGPOST_DATABASE_URL", database_url)
-            .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", log_level)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the server starts");
-        let address = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        for _ in 0..600 {
-            if http
-                .get(format!("{address}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return RealServer {
-                    child,
-                    address,
-                    log_path,
-                };
+        // A free port can be taken by a parallel test before the server binds it: try another.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let log_path = config.with_file_name(format!("server-{port}.log"));
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pingpost"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .args(args)
+                .env("PINGPOST_DATABASE_URL", database_url)
+                .env("PINGPOST_LISTEN", format!("127.0.0.1:{port}"))
+                .env("RUST_LOG", log_level)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("the server starts");
+            let address = format!("http://127.0.0.1:{port}");
+            let http = reqwest::Client::new();
+            for _ in 0..600 {
+                if http
+                    .get(format!("{address}/healthz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return RealServer {
+                        child,
+                        address,
+                        log_path,
+                    };
+                }
+                if child.try_wait().is_ok_and(|status| status.is_some()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let exited = child.try_wait();
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if !log.contains("Address already in use") {
+                panic!("the server on port {port} did not come up ({exited:?}): {log}");
+            }
         }
-        let exited = child.try_wait();
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "the server on port {port} did not come up ({exited:?}): {}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
+        panic!("no free port could be bound in five tries");
     }
 
     pub fn signal(&self, name: &str) {
