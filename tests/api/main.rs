@@ -8,7 +8,6 @@ mod crash;
 mod db;
 mod errors;
 mod helpers;
-mod nodes;
 mod openapi;
 mod operations;
 mod outage;
