@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod exchange;
 pub mod ledger;
+pub mod reports;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -6,6 +6,7 @@ mod buyers;
 mod health;
 mod pings;
 mod posts;
+mod reports;
 
 use actix_web::{web, HttpResponse};
 
@@ -24,7 +25,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/buyers/me/statement").route(web::get().to(buyers::buyer_statement)))
         .service(
             resource("/v1/sellers/me/statement").route(web::get().to(buyers::seller_statement)),
-        );
+        )
+        .service(resource("/v1/reports/revenue").route(web::get().to(reports::revenue)))
+        .service(resource("/v1/reports/ledger").route(web::get().to(reports::ledger)))
+        .service(resource("/v1/reports/auctions").route(web::get().to(reports::auctions)));
 }
 
 /// A resource whose wrong methods get the contract's error JSON, not an empty 405.

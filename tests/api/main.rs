@@ -8,3 +8,4 @@ mod db;
 mod errors;
 mod helpers;
 mod posts;
+mod reports;
