@@ -3,6 +3,7 @@
 mod auth;
 mod body;
 mod buyers;
+mod dashboard;
 mod health;
 mod pings;
 mod posts;
@@ -28,7 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/v1/reports/revenue").route(web::get().to(reports::revenue)))
         .service(resource("/v1/reports/ledger").route(web::get().to(reports::ledger)))
-        .service(resource("/v1/reports/auctions").route(web::get().to(reports::auctions)));
+        .service(resource("/v1/reports/auctions").route(web::get().to(reports::auctions)))
+        .service(resource("/dashboard").route(web::get().to(dashboard::index)))
+        .service(resource("/dashboard/app.js").route(web::get().to(dashboard::script)))
+        .service(resource("/dashboard/app.css").route(web::get().to(dashboard::style)));
 }
 
 /// A resource whose wrong methods get the contract's error JSON, not an empty 405.

@@ -760,3 +760,41 @@ async fn a_bad_report_query_is_422_naming_each_field() {
         ["from", "group_by"]
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_and_its_assets_come_from_the_binary() {
+    let app = spawn_app(&[]).await;
+    for (path, content_type, marker) in [
+        ("/dashboard", "text/html", "/dashboard/app.js"),
+        (
+            "/dashboard/app.js",
+            "text/javascript",
+            "/v1/reports/revenue",
+        ),
+        ("/dashboard/app.css", "text/css", "#chart"),
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(header("content-type").starts_with(content_type), "{path}");
+        assert!(header("content-security-policy").contains("script-src 'self'"));
+        let body = response.text().await.unwrap();
+        assert!(body.contains(marker), "{path}");
+        assert!(
+            !body.contains("://cdn"),
+            "{path}: nothing from another origin"
+        );
+    }
+}

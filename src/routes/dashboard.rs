@@ -1,0 +1,34 @@
+//! `GET /dashboard`: the finance dashboard, one page whose script and style are compiled
+//! into the binary. It holds no data: the page asks for a finance key and reads the finance API.
+
+use actix_web::HttpResponse;
+
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+const APP_JS: &str = include_str!("dashboard/app.js");
+const APP_CSS: &str = include_str!("dashboard/app.css");
+
+/// Only this server's own script, style and API: no inline code, no other origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                   img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Content-Security-Policy", CSP))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(body)
+}
+
+pub async fn index() -> HttpResponse {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+pub async fn script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+pub async fn style() -> HttpResponse {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
