@@ -2,6 +2,10 @@
 #
 #   make run      builds, starts the demo buyers in the background and the exchange in the
 #                 foreground on 127.0.0.1:8080; Ctrl-C stops both.
+#   make bench-reports
+#                 seeds 1,000,000 sales into SQLite and PostgreSQL and times the revenue
+#                 report (minutes; not part of `make test`). BENCH_ARGS passes options, e.g.
+#                 BENCH_ARGS="--sales 100000 --sqlite-only"; see load-tests/RESULTS.md.
 #
 # Variables: CONFIG (default exchange.toml), CARGO, PINGPOST_BIN (the binary `run` starts).
 
@@ -10,7 +14,7 @@ CONFIG ?= exchange.toml
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 PINGPOST_BIN ?= $(TARGET_DIR)/debug/pingpost
 
-.PHONY: build run test lint clean
+.PHONY: build run test lint clean bench-reports
 
 build:
 	$(CARGO) build
@@ -33,8 +37,11 @@ test:
 	$(CARGO) test --all-targets
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench-reports:
+	$(CARGO) run --release -p pingpost-load-tests --bin bench-reports -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
