@@ -108,7 +108,7 @@ function table(id, headers, rows) {
   }
 }
 
-function top(report) {
+function topRows(report) {
   return report.rows
     .slice()
     .sort((a, b) => Number(b.gross) - Number(a.gross) || a.group.localeCompare(b.group))
@@ -141,8 +141,8 @@ async function show(event) {
     $("shown-tz").textContent = byDay.tz;
     drawChart(byDay);
     const headers = ["", "Leads", "Gross", "Margin", "Returns", "Net margin"];
-    table("top-buyers", ["Buyer", ...headers.slice(1)], top(byBuyer));
-    table("top-sellers", ["Seller", ...headers.slice(1)], top(bySeller));
+    table("top-buyers", ["Buyer", ...headers.slice(1)], topRows(byBuyer));
+    table("top-sellers", ["Seller", ...headers.slice(1)], topRows(bySeller));
     table(
       "auctions",
       ["Buyer", "Pings", "Bids", "Bid rate", "Avg bid", "Wins", "Posts accepted", "Rejected", "Accept rate", "Timeouts", "Errors"],
