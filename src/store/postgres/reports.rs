@@ -106,7 +106,13 @@ pub(super) async fn rebuild_rollup(pool: &PgPool) -> StoreResult<()> {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-    tx.commit().await.map_err(classify)
+    tx.commit().await.map_err(classify)?;
+    // Every row is new: fresh statistics, so that reports are planned for the table as it is.
+    sqlx::query("analyze revenue_hourly")
+        .execute(pool)
+        .await
+        .map_err(classify)?;
+    Ok(())
 }
 
 fn group_column(dimension: RevenueDimension) -> &'static str {
