@@ -8,4 +8,7 @@ mod db;
 mod errors;
 mod helpers;
 mod posts;
+mod report_access;
+mod report_books;
+mod report_exports;
 mod reports;
