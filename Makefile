@@ -4,6 +4,10 @@
 #                 foreground on 127.0.0.1:8080; Ctrl-C stops both.
 #   make bench    the load tests of load-tests/ (release build; minutes, loopback only) and the
 #                 eligibility benchmark; never part of `make test`.
+#   make bench-reports
+#                 seeds 1,000,000 sales into SQLite and PostgreSQL and times the revenue
+#                 report (minutes; not part of `make test`). BENCH_ARGS passes options, e.g.
+#                 BENCH_ARGS="--sales 100000 --sqlite-only"; see load-tests/RESULTS.md.
 #
 # Variables: CONFIG (default exchange.toml), CARGO, PINGPOST_BIN (the binary `run` starts),
 # SCENARIOS and LOAD_ARGS (for `bench`, see load-tests/RESULTS.md).
@@ -16,7 +20,7 @@ PINGPOST_BIN ?= $(TARGET_DIR)/debug/pingpost
 SCENARIOS ?= ten,hundred,tenk,tail,fallback,pg,nodes3,memory
 LOAD_ARGS ?= --half-peak
 
-.PHONY: build run test lint bench clean
+.PHONY: build run test lint bench bench-reports clean
 
 build:
 	$(CARGO) build
@@ -46,6 +50,9 @@ bench:
 	$(CARGO) build --release -p pingpost -p pingpost-load
 	$(TARGET_DIR)/release/load --pingpost $(TARGET_DIR)/release/pingpost --scenario $(SCENARIOS) $(LOAD_ARGS)
 	$(CARGO) bench -p pingpost-load --bench eligibility
+
+bench-reports:
+	$(CARGO) run --release -p pingpost-load --bin bench-reports -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

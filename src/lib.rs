@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod reports;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -30,13 +30,19 @@ use crate::routes;
         routes::admin::pause,
         routes::admin::resume,
         routes::admin::reload,
-        // Finance (`/v1/reports/...`) and `/dashboard` go here with their handlers.
+        routes::reports::revenue,
+        routes::reports::ledger,
+        routes::reports::auctions,
+        routes::dashboard::index,
+        routes::dashboard::script,
+        routes::dashboard::style,
     ),
     components(schemas(crate::error::ErrorBody, crate::domain::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "seller", description = "Pings, posts, direct posts and the seller's statement: seller key."),
         (name = "buyer", description = "Returns and the buyer's statement: buyer key."),
+        (name = "finance", description = "Revenue reports, the ledger export, auction statistics and the dashboard: finance key (the dashboard's page itself takes none)."),
         (name = "admin", description = "Live changes to the marketplace: admin key."),
         (name = "operations", description = "Health, readiness, metrics and this document: no key."),
     )

@@ -4,6 +4,7 @@ mod auction;
 mod caps;
 mod ping;
 mod post;
+mod reports;
 mod returns;
 
 use std::collections::HashSet;

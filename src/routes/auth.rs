@@ -64,6 +64,14 @@ impl Caller {
         }
     }
 
+    /// The finance key's name: reports and exports are finance's alone.
+    pub fn finance(self) -> Result<String, ApiError> {
+        match self {
+            Caller::Finance(name) => Ok(name),
+            _ => Err(ApiError::forbidden()),
+        }
+    }
+
     pub fn buyer(self) -> Result<Arc<Buyer>, ApiError> {
         match self {
             Caller::Buyer(b) => Ok(b),

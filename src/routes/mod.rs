@@ -4,10 +4,12 @@ pub mod admin;
 mod auth;
 mod body;
 pub mod buyers;
+pub mod dashboard;
 pub mod docs;
 pub mod health;
 pub mod pings;
 pub mod posts;
+pub mod reports;
 pub mod responses;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -61,6 +63,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(M::POST, "/v1/admin/buyers/{buyer_id}/pause", admin::pause),
         Endpoint::new(M::POST, "/v1/admin/buyers/{buyer_id}/resume", admin::resume),
         Endpoint::new(M::POST, "/v1/admin/reload", admin::reload),
+        Endpoint::new(M::GET, "/v1/reports/revenue", reports::revenue),
+        Endpoint::new(M::GET, "/v1/reports/ledger", reports::ledger),
+        Endpoint::new(M::GET, "/v1/reports/auctions", reports::auctions),
+        Endpoint::new(M::GET, "/dashboard", dashboard::index),
+        Endpoint::new(M::GET, "/dashboard/app.js", dashboard::script),
+        Endpoint::new(M::GET, "/dashboard/app.css", dashboard::style),
     ]
 }
 

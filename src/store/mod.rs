@@ -1,6 +1,7 @@
 //! The system of record behind one interface: SQLite (embedded default) or PostgreSQL.
 
 mod postgres;
+mod reports;
 mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +14,10 @@ use crate::domain::Money;
 use crate::ledger::{Entry, Transaction, TransactionKind};
 
 pub use postgres::PgStore;
+pub use reports::{
+    hour_start, rollup_keys, AuctionCell, AuctionDimension, LedgerCursor, LedgerRow, RevenueCell,
+    RevenueDimension, RevenueQuery, RevenueSource, RevenueSums, ROLLUP_BUCKET_S,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +263,28 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<EntryRow>>;
+
+    /// Revenue per group (and per time bucket, when asked) of the sales and returns with
+    /// `start <= time < end`. A `Rollup` query needs whole UTC hours for bounds and buckets.
+    async fn revenue(&self, query: &RevenueQuery) -> StoreResult<Vec<RevenueCell>>;
+    /// Rebuilds the hourly revenue rollup from the ledger, in one transaction.
+    async fn rebuild_revenue_rollup(&self) -> StoreResult<()>;
+    /// Up to `limit` ledger entries with `start <= time < end`, after `after`, in time order.
+    async fn ledger_page(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        after: Option<LedgerCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerRow>>;
+    /// Auction counts per group for pings, bid requests and post attempts in `[start, end)`,
+    /// one cell per group and query; the caller adds up the cells of a group.
+    async fn auction_counts(
+        &self,
+        dimension: AuctionDimension,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<Vec<AuctionCell>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -1,5 +1,7 @@
 //! The embedded default: the system of record in one SQLite file.
 
+mod reports;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -402,6 +404,14 @@ impl Store for SqliteStore {
                 "the ping is no longer open for a sale".into(),
             ));
         }
+        reports::add_to_rollup(
+            &mut tx,
+            &sale.transaction,
+            &sale.buyer_id,
+            &sale.seller_id,
+            &sale.vertical,
+        )
+        .await?;
         tx.commit().await.map_err(classify)
     }
 
@@ -469,6 +479,8 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         insert_transaction(&mut tx, &ret.transaction).await?;
+        let (buyer_id, seller_id, vertical) = reports::sale_keys(&mut tx, &ret.lead_id).await?;
+        reports::add_to_rollup(&mut tx, &ret.transaction, &buyer_id, &seller_id, &vertical).await?;
         tx.commit().await.map_err(classify)
     }
 
@@ -499,5 +511,32 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn revenue(&self, query: &RevenueQuery) -> StoreResult<Vec<RevenueCell>> {
+        reports::revenue(&self.pool, query).await
+    }
+
+    async fn rebuild_revenue_rollup(&self) -> StoreResult<()> {
+        reports::rebuild_rollup(&self.pool).await
+    }
+
+    async fn ledger_page(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        after: Option<LedgerCursor>,
+        limit: i64,
+    ) -> StoreResult<Vec<LedgerRow>> {
+        reports::ledger_page(&self.pool, start, end, after, limit).await
+    }
+
+    async fn auction_counts(
+        &self,
+        dimension: AuctionDimension,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> StoreResult<Vec<AuctionCell>> {
+        reports::auction_counts(&self.pool, dimension, start, end).await
     }
 }

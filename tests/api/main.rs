@@ -12,3 +12,7 @@ mod openapi;
 mod operations;
 mod outage;
 mod posts;
+mod report_access;
+mod report_books;
+mod report_exports;
+mod reports;
