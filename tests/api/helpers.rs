@@ -515,6 +515,13 @@ impl RealServer {
     }
 }
 
+/// A test that fails mid-way still stops its servers.
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Ping and post until the server goes away; returns the lead ids reported sold.
 pub async fn post_stream(address: String, sold: Arc<Mutex<Vec<String>>>) {
     let http = reqwest::Client::builder()

@@ -186,7 +186,7 @@ async fn sighup_reloads_the_buyers_and_sigterm_finishes_in_flight_work_and_exits
         &[pinged_buyer("b1", &buyer, "")],
     );
     let db = TestDb::fresh(dir.path()).await;
-    let mut server = RealServer::start(&path, db.url(), &[], "info").await;
+    let server = RealServer::start(&path, db.url(), &[], "info").await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -219,9 +219,12 @@ async fn sighup_reloads_the_buyers_and_sigterm_finishes_in_flight_work_and_exits
         .collect();
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait().unwrap()
+    })
+    .await
+    .unwrap();
     for stream in streams {
         stream.await.unwrap();
     }
@@ -261,7 +264,7 @@ async fn logs_of_pings_posts_and_returns_carry_no_pii() {
         ],
     );
     let db = TestDb::fresh(dir.path()).await;
-    let mut server = RealServer::start(&path, db.url(), &["--log-format", "json"], "debug").await;
+    let server = RealServer::start(&path, db.url(), &["--log-format", "json"], "debug").await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.address);
 
@@ -309,7 +312,11 @@ async fn logs_of_pings_posts_and_returns_carry_no_pii() {
         .await
         .unwrap();
     server.signal("TERM");
-    let _ = tokio::task::spawn_blocking(move || server.child.wait()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.child.wait()
+    })
+    .await;
     let log = std::fs::read_to_string(
         dir.path().join(
             std::fs::read_dir(dir.path())
