@@ -169,5 +169,13 @@ mod tests {
     #[test]
     fn no_caps_no_windows() {
         assert!(cap_windows(&Caps::default(), Utc::now()).is_empty());
+        assert!(Caps::default().is_empty());
+        // `is_empty` agrees with the windows: any one limit makes a window.
+        let one_limit = Caps {
+            monthly_spend: Some(Money::parse("1.00").unwrap()),
+            ..Caps::default()
+        };
+        assert!(!one_limit.is_empty());
+        assert_eq!(cap_windows(&one_limit, Utc::now()).len(), 1);
     }
 }

@@ -59,6 +59,19 @@ pub struct Caps {
     pub monthly_spend: Option<Money>,
 }
 
+impl Caps {
+    /// True when the buyer sets no limit at all (most buyers): no counters, no reservations.
+    pub fn is_empty(&self) -> bool {
+        self.hourly_count.is_none()
+            && self.daily_count.is_none()
+            && self.daily_spend.is_none()
+            && self.weekly_count.is_none()
+            && self.weekly_spend.is_none()
+            && self.monthly_count.is_none()
+            && self.monthly_spend.is_none()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Buyer {
     pub id: String,

@@ -21,6 +21,14 @@ pub enum Hold {
     Full,
 }
 
+/// Counts a failed call to the shared state (Redis, when configured); the caller logs why.
+fn shared_state_error() {
+    crate::metrics::METRICS
+        .dependency_errors
+        .with_label_values(&["shared_state"])
+        .inc();
+}
+
 pub fn reservation_id(ping_id: &str, buyer_id: &str) -> String {
     format!("{ping_id}:{buyer_id}")
 }
@@ -33,10 +41,10 @@ impl Exchange {
         buyer: &Buyer,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<CapWindow>> {
-        let windows = cap_windows(&buyer.caps, now);
-        if windows.is_empty() {
-            return Ok(windows);
+        if buyer.caps.is_empty() {
+            return Ok(Vec::new());
         }
+        let windows = cap_windows(&buyer.caps, now);
         for window in self.state.unseeded(&buyer.id, &windows).await? {
             let (count, spend_cents) = self
                 .store
@@ -57,17 +65,11 @@ impl Exchange {
         now: DateTime<Utc>,
     ) -> Vec<Arc<Buyer>> {
         let mut capped = Vec::new();
-        for buyer in buyers
-            .iter()
-            .filter(|b| !cap_windows(&b.caps, now).is_empty())
-        {
+        for buyer in buyers.iter().filter(|b| !b.caps.is_empty()) {
             match self.ready_windows(buyer, now).await {
                 Ok(windows) => capped.push((buyer.id.clone(), windows)),
                 Err(e) => {
-                    crate::metrics::METRICS
-                        .dependency_errors
-                        .with_label_values(&["shared_state"])
-                        .inc();
+                    shared_state_error();
                     tracing::warn!(buyer = %buyer.id, error = %e, "cap counters unavailable; the buyer sits out")
                 }
             }
@@ -80,20 +82,14 @@ impl Exchange {
             match self.state.caps_room(&checks, now).await {
                 Ok(room) => checks.iter().map(|(id, _)| *id).zip(room).collect(),
                 Err(e) => {
-                    crate::metrics::METRICS
-                        .dependency_errors
-                        .with_label_values(&["shared_state"])
-                        .inc();
+                    shared_state_error();
                     tracing::warn!(error = %e, "cap counters unavailable; capped buyers sit out");
                     std::collections::HashMap::new()
                 }
             };
         buyers
             .into_iter()
-            .filter(|b| {
-                cap_windows(&b.caps, now).is_empty()
-                    || room.get(b.id.as_str()).copied().unwrap_or(false)
-            })
+            .filter(|b| b.caps.is_empty() || room.get(b.id.as_str()).copied().unwrap_or(false))
             .collect()
     }
 
@@ -110,10 +106,7 @@ impl Exchange {
             Ok(w) if w.is_empty() => return Hold::Uncapped,
             Ok(w) => w,
             Err(e) => {
-                crate::metrics::METRICS
-                    .dependency_errors
-                    .with_label_values(&["shared_state"])
-                    .inc();
+                shared_state_error();
                 tracing::warn!(buyer = %buyer.id, error = %e, "cap counters unavailable; no reservation");
                 return Hold::Full;
             }
@@ -129,10 +122,7 @@ impl Exchange {
             Ok(true) => Hold::Held(reservation),
             Ok(false) => Hold::Full,
             Err(e) => {
-                crate::metrics::METRICS
-                    .dependency_errors
-                    .with_label_values(&["shared_state"])
-                    .inc();
+                shared_state_error();
                 tracing::warn!(buyer = %buyer.id, error = %e, "cap counters unavailable; no reservation");
                 Hold::Full
             }
@@ -142,10 +132,7 @@ impl Exchange {
     pub(super) async fn release(&self, hold: &Hold) {
         if let Hold::Held(reservation) = hold {
             if let Err(e) = self.state.release(&reservation.id).await {
-                crate::metrics::METRICS
-                    .dependency_errors
-                    .with_label_values(&["shared_state"])
-                    .inc();
+                shared_state_error();
                 tracing::warn!(error = %e, "could not release a reservation; it lapses with its offer");
             }
         }
@@ -154,10 +141,7 @@ impl Exchange {
     pub(super) async fn commit(&self, hold: &Hold) {
         if let Hold::Held(reservation) = hold {
             if let Err(e) = self.state.commit(reservation).await {
-                crate::metrics::METRICS
-                    .dependency_errors
-                    .with_label_values(&["shared_state"])
-                    .inc();
+                shared_state_error();
                 tracing::warn!(error = %e, "could not commit a reservation; counters reseed from the database");
             }
         }
