@@ -59,6 +59,7 @@ impl Application {
         ));
         let port = listener.local_addr()?.port();
         reload_on_sighup(exchange.clone());
+        compact_rollup_periodically(exchange.clone());
         let data = web::Data::from(exchange.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -91,6 +92,25 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// How often the revenue rollup's shards of past hours are folded together.
+const ROLLUP_COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Folds the rollup shards of past hours now and then, so reports read one row per group and
+/// hour for all but the current hour. A failure is logged and tried again next time.
+fn compact_rollup_periodically(exchange: Arc<Exchange>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ROLLUP_COMPACT_EVERY);
+        loop {
+            every.tick().await;
+            let before = crate::store::hour_start(exchange.now());
+            match exchange.store.compact_revenue_rollup(before).await {
+                Ok(rows) => tracing::debug!(rows, "revenue rollup compacted"),
+                Err(e) => tracing::warn!(error = %e, "revenue rollup compaction failed"),
+            }
+        }
+    });
 }
 
 /// SIGHUP re-reads the buyers directory, like `POST /v1/admin/reload`. The handler is

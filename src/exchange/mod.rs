@@ -19,7 +19,7 @@ use sha2::Sha256;
 use crate::buyer_client::BuyerClient;
 use crate::config::{Config, Marketplace};
 use crate::state::SharedState;
-use crate::store::DynStore;
+use crate::store::{DynStore, PingWriter};
 
 pub use auction::AuctionOutcome;
 pub use ping::{PingInput, PingState, PingView};
@@ -37,6 +37,9 @@ pub struct Exchange {
     clock_offset_ms: AtomicI64,
     /// Key for the keyed hashes of personal data (dedupe keys, post body hashes).
     hash_key: Vec<u8>,
+    /// Group commit of the ping log; `None` outside a tokio runtime, where each ping is
+    /// written on its own.
+    ping_writer: Option<PingWriter>,
 }
 
 impl Exchange {
@@ -47,7 +50,11 @@ impl Exchange {
         client: BuyerClient,
         hash_key: Vec<u8>,
     ) -> Exchange {
+        let ping_writer = tokio::runtime::Handle::try_current()
+            .is_ok()
+            .then(|| PingWriter::start(store.clone()));
         Exchange {
+            ping_writer,
             marketplace: RwLock::new(config.marketplace.clone()),
             paused: RwLock::default(),
             config,

@@ -228,8 +228,8 @@ impl Exchange {
             created_at: now,
             bids: records,
         };
-        self.store.insert_ping(&ping).await?;
         let metrics = &crate::metrics::METRICS;
+        // Buyers were asked whether or not the record below commits.
         for record in &ping.bids {
             metrics
                 .bid_requests
@@ -240,13 +240,14 @@ impl Exchange {
                 .with_label_values(&[record.buyer_id.as_str()])
                 .observe(record.latency_ms as f64 / 1000.0);
         }
+        let status = ping.status;
+        match &self.ping_writer {
+            Some(writer) => writer.write(ping).await?,
+            None => self.store.insert_ping(&ping).await?,
+        }
         metrics
             .pings
-            .with_label_values(&[
-                vertical.id.as_str(),
-                seller.id.as_str(),
-                ping.status.as_str(),
-            ])
+            .with_label_values(&[vertical.id.as_str(), seller.id.as_str(), status.as_str()])
             .inc();
         metrics
             .auction_seconds
@@ -255,7 +256,7 @@ impl Exchange {
         tracing::info!(
             eligible,
             valid_bids = ranked.len(),
-            outcome = ping.status.as_str(),
+            outcome = status.as_str(),
             latency_ms = received.elapsed().as_millis() as u64,
             "auction finished"
         );

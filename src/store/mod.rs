@@ -1,5 +1,6 @@
 //! The system of record behind one interface: SQLite (embedded default) or PostgreSQL.
 
+mod group_commit;
 mod postgres;
 mod reports;
 mod sqlite;
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::Money;
 use crate::ledger::{Entry, Transaction, TransactionKind};
 
+pub use group_commit::PingWriter;
 pub use postgres::PgStore;
 pub use reports::{
     hour_start, rollup_keys, AuctionCell, AuctionDimension, LedgerCursor, LedgerRow, RevenueCell,
@@ -211,8 +213,12 @@ pub trait Store: Send + Sync + 'static {
     /// The server's secret for keyed hashes, made once and kept in the database.
     async fn server_secret(&self) -> StoreResult<Vec<u8>>;
 
-    /// Records a ping and every buyer's outcome in one transaction.
-    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()>;
+    /// Records pings and every buyer's outcome in one transaction: all of them, or none.
+    async fn insert_pings(&self, pings: &[NewPing]) -> StoreResult<()>;
+    /// Records one ping and every buyer's outcome in one transaction.
+    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()> {
+        self.insert_pings(std::slice::from_ref(ping)).await
+    }
     async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>>;
     /// The valid bids of a ping, best first.
     async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>>;
@@ -269,6 +275,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revenue(&self, query: &RevenueQuery) -> StoreResult<Vec<RevenueCell>>;
     /// Rebuilds the hourly revenue rollup from the ledger, in one transaction.
     async fn rebuild_revenue_rollup(&self) -> StoreResult<()>;
+    /// Folds the rollup's per-connection shards of the hours before `before` into one row per
+    /// group and hour (PostgreSQL; SQLite has one writer and no shards). Sums are unchanged.
+    async fn compact_revenue_rollup(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Up to `limit` ledger entries with `start <= time < end`, after `after`, in time order.
     async fn ledger_page(
         &self,

@@ -17,6 +17,8 @@ use crate::ledger::Transaction;
 
 /// Bid rows per insert statement: 10 parameters each, well under PostgreSQL's 65,535.
 const BID_ROWS_PER_INSERT: usize = 1_000;
+/// Ping rows per insert statement: 11 parameters each.
+const PING_ROWS_PER_INSERT: usize = 1_000;
 
 pub struct PgStore {
     pool: PgPool,
@@ -187,34 +189,40 @@ impl Store for PgStore {
         Ok(row.get::<Vec<u8>, _>(0))
     }
 
-    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()> {
+    async fn insert_pings(&self, pings: &[NewPing]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query(
-            "insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price, payout, \
-             expires_at, created_at, post_state) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&ping.id)
-        .bind(&ping.seller_id)
-        .bind(&ping.vertical)
-        .bind(&ping.sub_id)
-        .bind(&ping.lead_json)
-        .bind(ping.status.as_str())
-        .bind(ping.price.map(|m| m.decimal()))
-        .bind(ping.payout.map(|m| m.decimal()))
-        .bind(ping.expires_at)
-        .bind(ping.created_at)
-        .bind(if ping.status == PingStatus::Offer { "open" } else { "done" })
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        // The whole bid log of the auction in one statement: one round trip instead of one
-        // per buyer.
-        for chunk in ping.bids.chunks(BID_ROWS_PER_INSERT) {
+        // Many pings and their whole bid logs in a few multi-row statements: one commit and a
+        // handful of round trips for the batch, instead of some per ping and one per buyer.
+        for chunk in pings.chunks(PING_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price, \
+                 payout, expires_at, created_at, post_state) ",
+            );
+            insert.push_values(chunk, |mut row, ping| {
+                row.push_bind(&ping.id)
+                    .push_bind(&ping.seller_id)
+                    .push_bind(&ping.vertical)
+                    .push_bind(&ping.sub_id)
+                    .push_bind(&ping.lead_json)
+                    .push_bind(ping.status.as_str())
+                    .push_bind(ping.price.map(|m| m.decimal()))
+                    .push_bind(ping.payout.map(|m| m.decimal()))
+                    .push_bind(ping.expires_at)
+                    .push_bind(ping.created_at)
+                    .push_bind(if ping.status == PingStatus::Offer { "open" } else { "done" });
+            });
+            insert.build().execute(&mut *tx).await.map_err(classify)?;
+        }
+        let bids: Vec<(&NewPing, &BidRecord)> = pings
+            .iter()
+            .flat_map(|ping| ping.bids.iter().map(move |bid| (ping, bid)))
+            .collect();
+        for chunk in bids.chunks(BID_ROWS_PER_INSERT) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
                 "insert into bid (ping_id, buyer_id, outcome, price, floor, bid_id, reason, \
                  latency_ms, rank, created_at) ",
             );
-            insert.push_values(chunk, |mut row, b| {
+            insert.push_values(chunk, |mut row, (ping, b)| {
                 row.push_bind(&ping.id)
                     .push_bind(&b.buyer_id)
                     .push_bind(b.outcome)
@@ -600,6 +608,10 @@ impl Store for PgStore {
 
     async fn rebuild_revenue_rollup(&self) -> StoreResult<()> {
         reports::rebuild_rollup(&self.pool).await
+    }
+
+    async fn compact_revenue_rollup(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        reports::compact_rollup(&self.pool, before).await
     }
 
     async fn ledger_page(

@@ -16,9 +16,19 @@ use crate::ledger::Transaction;
 
 /// Bid rows per insert statement: 10 parameters each, well under SQLite's 32,766.
 const BID_ROWS_PER_INSERT: usize = 1_000;
+/// Ping rows per insert statement: 11 parameters each.
+const PING_ROWS_PER_INSERT: usize = 1_000;
 
+/// Readers the pool keeps: WAL lets them read while the writer writes.
+const READERS_MAX: u32 = 8;
+
+/// Two pools on one file. Every write goes through the one writer connection, so writers
+/// queue in the pool (in order, without sleeping) instead of in SQLite's busy handler, which
+/// polls with sleeps of up to 100 ms and made the tail of a loaded exchange. Reads run on
+/// their own connections beside it.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    writer: SqlitePool,
+    reader: SqlitePool,
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -58,19 +68,31 @@ impl SqliteStore {
             // cut can take the last commits, which FULL would keep at an fsync per commit.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| "opening the SQLite database")?;
-        Ok(SqliteStore { pool })
+        // An in-memory database exists once per connection: it has one pool for all.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS_MAX)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .with_context(|| "opening the SQLite database")?
+        };
+        Ok(SqliteStore { writer, reader })
     }
 
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way
-        // on a lock upgrade; other writers wait up to busy_timeout.
-        self.pool
+        // on a lock upgrade; another process's writers wait up to busy_timeout.
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)
@@ -128,7 +150,7 @@ async fn insert_attempts(
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .map_err(|e| {
                 StoreError::Other(anyhow::Error::new(e).context("applying SQLite migrations"))
@@ -137,7 +159,7 @@ impl Store for SqliteStore {
 
     async fn check(&self) -> StoreResult<()> {
         sqlx::query("select 1")
-            .execute(&self.pool)
+            .execute(&self.reader)
             .await
             .map_err(classify)?;
         Ok(())
@@ -148,41 +170,48 @@ impl Store for SqliteStore {
         sqlx::query("insert into server_secret (name, value, created_at) values ('dedupe', ?, ?) on conflict (name) do nothing")
             .bind(fresh.as_slice())
             .bind(micros(Utc::now()))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(classify)?;
         let row = sqlx::query("select value from server_secret where name = 'dedupe'")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await
             .map_err(classify)?;
         Ok(row.get::<Vec<u8>, _>(0))
     }
 
-    async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()> {
+    async fn insert_pings(&self, pings: &[NewPing]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let at = micros(ping.created_at);
-        sqlx::query("insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price_cents, payout_cents, expires_at, created_at, post_state) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(&ping.id)
-            .bind(&ping.seller_id)
-            .bind(&ping.vertical)
-            .bind(&ping.sub_id)
-            .bind(&ping.lead_json)
-            .bind(ping.status.as_str())
-            .bind(ping.price.map(|m| m.cents()))
-            .bind(ping.payout.map(|m| m.cents()))
-            .bind(ping.expires_at.map(micros))
-            .bind(at)
-            .bind(if ping.status == PingStatus::Offer { "open" } else { "done" })
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        // The whole bid log of the auction in one statement: one trip to the connection's
-        // thread instead of one per buyer.
-        for chunk in ping.bids.chunks(BID_ROWS_PER_INSERT) {
+        // Many pings and their whole bid logs in a few multi-row statements: one commit and a
+        // handful of trips to the connection's thread for the batch.
+        for chunk in pings.chunks(PING_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price_cents, payout_cents, expires_at, created_at, post_state) ",
+            );
+            insert.push_values(chunk, |mut row, ping| {
+                row.push_bind(&ping.id)
+                    .push_bind(&ping.seller_id)
+                    .push_bind(&ping.vertical)
+                    .push_bind(&ping.sub_id)
+                    .push_bind(&ping.lead_json)
+                    .push_bind(ping.status.as_str())
+                    .push_bind(ping.price.map(|m| m.cents()))
+                    .push_bind(ping.payout.map(|m| m.cents()))
+                    .push_bind(ping.expires_at.map(micros))
+                    .push_bind(micros(ping.created_at))
+                    .push_bind(if ping.status == PingStatus::Offer { "open" } else { "done" });
+            });
+            insert.build().execute(&mut *tx).await.map_err(classify)?;
+        }
+        let bids: Vec<(&NewPing, &BidRecord)> = pings
+            .iter()
+            .flat_map(|ping| ping.bids.iter().map(move |bid| (ping, bid)))
+            .collect();
+        for chunk in bids.chunks(BID_ROWS_PER_INSERT) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "insert into bid (ping_id, buyer_id, outcome, price_cents, floor_cents, bid_id, reason, latency_ms, rank, created_at) ",
             );
-            insert.push_values(chunk, |mut row, b| {
+            insert.push_values(chunk, |mut row, (ping, b)| {
                 row.push_bind(&ping.id)
                     .push_bind(&b.buyer_id)
                     .push_bind(b.outcome)
@@ -192,7 +221,7 @@ impl Store for SqliteStore {
                     .push_bind(&b.reason)
                     .push_bind(b.latency_ms)
                     .push_bind(b.rank)
-                    .push_bind(at);
+                    .push_bind(micros(ping.created_at));
             });
             insert.build().execute(&mut *tx).await.map_err(classify)?;
         }
@@ -202,7 +231,7 @@ impl Store for SqliteStore {
     async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>> {
         let row = sqlx::query("select id, seller_id, vertical, lead_json, status, payout_cents, expires_at, lead_id from ping where id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await
             .map_err(classify)?;
         row.map(|r| {
@@ -225,7 +254,7 @@ impl Store for SqliteStore {
     async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {
         let rows = sqlx::query("select buyer_id, price_cents, bid_id from bid where ping_id = ? and rank is not null order by rank")
             .bind(ping_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await
             .map_err(classify)?;
         Ok(rows
@@ -250,7 +279,7 @@ impl Store for SqliteStore {
             .bind(micros(lease_until))
             .bind(ping_id)
             .bind(micros(now))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(classify)?
             .rows_affected();
@@ -277,7 +306,7 @@ impl Store for SqliteStore {
         let row =
             sqlx::query("select post_state, post_body_hash, post_result from ping where id = ?")
                 .bind(ping_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await
                 .map_err(classify)?;
         let Some(row) = row else {
@@ -302,7 +331,7 @@ impl Store for SqliteStore {
     async fn release_claim(&self, ping_id: &str) -> StoreResult<()> {
         sqlx::query("update ping set post_state = 'open', post_body_hash = null, post_lease_until = null where id = ? and post_state = 'posting'")
             .bind(ping_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(classify)?;
         Ok(())
@@ -319,7 +348,7 @@ impl Store for SqliteStore {
                 .bind(buyer_id)
                 .bind(key)
                 .bind(micros(since))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await
                 .map_err(classify)?;
             if hit.is_some() {
@@ -339,7 +368,7 @@ impl Store for SqliteStore {
             .bind(buyer_id)
             .bind(micros(start))
             .bind(micros(end))
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await
             .map_err(classify)?;
         Ok((row.get(0), row.get(1)))
@@ -435,7 +464,7 @@ impl Store for SqliteStore {
     async fn get_sale(&self, lead_id: &str) -> StoreResult<Option<SaleRow>> {
         let Some(row) = sqlx::query("select lead_id, buyer_id, seller_id, price_cents, transaction_id, created_at from sale where lead_id = ?")
             .bind(lead_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await
             .map_err(classify)?
         else {
@@ -446,7 +475,7 @@ impl Store for SqliteStore {
             "select account, amount_cents from ledger_entry where transaction_id = ? order by id",
         )
         .bind(&transaction_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await
         .map_err(classify)?
         .into_iter()
@@ -494,7 +523,7 @@ impl Store for SqliteStore {
             .bind(account)
             .bind(micros(from))
             .bind(micros(to))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await
             .map_err(classify)?;
         rows.into_iter()
@@ -514,11 +543,15 @@ impl Store for SqliteStore {
     }
 
     async fn revenue(&self, query: &RevenueQuery) -> StoreResult<Vec<RevenueCell>> {
-        reports::revenue(&self.pool, query).await
+        reports::revenue(&self.reader, query).await
     }
 
     async fn rebuild_revenue_rollup(&self) -> StoreResult<()> {
-        reports::rebuild_rollup(&self.pool).await
+        reports::rebuild_rollup(&self.writer).await
+    }
+
+    async fn compact_revenue_rollup(&self, _before: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(0)
     }
 
     async fn ledger_page(
@@ -528,7 +561,7 @@ impl Store for SqliteStore {
         after: Option<LedgerCursor>,
         limit: i64,
     ) -> StoreResult<Vec<LedgerRow>> {
-        reports::ledger_page(&self.pool, start, end, after, limit).await
+        reports::ledger_page(&self.reader, start, end, after, limit).await
     }
 
     async fn auction_counts(
@@ -537,6 +570,6 @@ impl Store for SqliteStore {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> StoreResult<Vec<AuctionCell>> {
-        reports::auction_counts(&self.pool, dimension, start, end).await
+        reports::auction_counts(&self.reader, dimension, start, end).await
     }
 }

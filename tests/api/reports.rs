@@ -350,7 +350,7 @@ async fn migration_0002_builds_the_rollup_of_books_that_exist_already() {
         "drop index ledger_entry_created",
         "drop index bid_created",
         "drop index post_attempt_created",
-        "delete from _sqlx_migrations where version = 2",
+        "delete from _sqlx_migrations where version >= 2",
     ] {
         books.app.db.rows(sql, sql).await;
     }

@@ -3,7 +3,9 @@
 use chrono::TimeDelta;
 use futures_util::future::join_all;
 use pingpost::ledger::{Entry, TransactionKind, EXCHANGE_REVENUE};
-use pingpost::store::{Claim, PingStatus, StoreError};
+use pingpost::store::{
+    Claim, PingStatus, RevenueDimension, RevenueQuery, RevenueSource, RevenueSums, StoreError,
+};
 
 use crate::fixtures::*;
 
@@ -17,6 +19,7 @@ on_both_backends!(
     dedupe_hit_finds_only_this_buyers_recent_keys,
     the_server_secret_is_made_once_and_kept,
     concurrent_posts_claim_once_and_sell_once,
+    concurrent_sales_keep_the_rollup_exact_through_compaction,
 );
 
 async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
@@ -482,4 +485,92 @@ async fn concurrent_posts_claim_once_and_sell_once(books: Books) {
         books.sql.count("select count(*) from ledger_entry").await,
         3
     );
+}
+
+/// Sales on several connections at once add to the rollup without waiting for each other (on
+/// PostgreSQL each connection has its own shard of an hour's rows); compaction folds the shards
+/// of past hours into one row per group, and no report changes by a cent.
+async fn concurrent_sales_keep_the_rollup_exact_through_compaction(books: Books) {
+    let store = &*books.store;
+    let hour = pingpost::store::hour_start(t0());
+    let sales = join_all((0..12).map(|i| {
+        let at = t0() + TimeDelta::seconds(i);
+        async move { sell(store, &format!("ping_{i}"), &format!("lead_{i}"), at).await }
+    }))
+    .await;
+    assert_eq!(sales.len(), 12);
+    let returned = return_of(store, "lead_3", t0() + TimeDelta::minutes(5)).await;
+    store.record_return(&returned).await.unwrap();
+    if let Sql::Pg(_) = books.sql {
+        // A shard left by another node's connection, as a row of its own.
+        books
+            .sql
+            .all_or_nothing(&[format!(
+                "insert into revenue_hourly (dimension, group_key, hour_start, shard, leads_sold, \
+                 gross, payouts, margin, returns, returned_amount, returned_margin) values \
+                 ('all', '', '{}', 31, 0, 0, 0, 0, 0, 0, 0)",
+                hour.to_rfc3339()
+            )])
+            .await
+            .unwrap();
+    }
+    let report = || async {
+        let mut totals = Vec::new();
+        for dimension in [
+            RevenueDimension::All,
+            RevenueDimension::Buyer,
+            RevenueDimension::Seller,
+            RevenueDimension::Vertical,
+        ] {
+            let query = |source| RevenueQuery {
+                dimension,
+                start: hour,
+                end: hour + TimeDelta::hours(1),
+                bucket_s: Some(pingpost::store::ROLLUP_BUCKET_S),
+                source,
+            };
+            let rollup = store.revenue(&query(RevenueSource::Rollup)).await.unwrap();
+            let ledger = store.revenue(&query(RevenueSource::Ledger)).await.unwrap();
+            assert_eq!(rollup.len(), 1, "one cell per group and hour");
+            assert_eq!(rollup[0].sums, ledger[0].sums, "rollup == ledger");
+            totals.push(rollup[0].sums);
+        }
+        totals
+    };
+    let expected = RevenueSums {
+        leads_sold: 12,
+        gross_cents: 12 * 1499,
+        payouts_cents: 12 * 1199,
+        margin_cents: 12 * 300,
+        returns: 1,
+        returned_cents: 1499,
+        returned_margin_cents: 300,
+    };
+    let before = report().await;
+    assert!(before.iter().all(|sums| *sums == expected), "{before:?}");
+
+    // The current hour is left alone; then the hour is past and folded.
+    store.compact_revenue_rollup(hour).await.unwrap();
+    assert_eq!(report().await, before);
+    store
+        .compact_revenue_rollup(hour + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(report().await, before);
+    if let Sql::Pg(_) = books.sql {
+        assert_eq!(
+            books
+                .sql
+                .count("select count(*) from revenue_hourly where shard <> 0")
+                .await,
+            0
+        );
+        assert_eq!(
+            books
+                .sql
+                .count("select count(*) from revenue_hourly where dimension = 'all'")
+                .await,
+            1
+        );
+    }
 }

@@ -7,10 +7,14 @@ use super::{cents_to_numeric, classify, numeric_to_cents};
 use crate::ledger::{Transaction, TransactionKind};
 use crate::store::*;
 
+/// Rollup shards: each database session adds to `pg_backend_pid() % ROLLUP_SHARDS`, so
+/// concurrent sales on different connections do not wait for each other's row locks.
+const ROLLUP_SHARDS: i32 = 32;
+
 const ROLLUP_UPSERT: &str = "insert into revenue_hourly (dimension, group_key, hour_start, \
-     leads_sold, gross, payouts, margin, returns, returned_amount, returned_margin) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-     on conflict (dimension, hour_start, group_key) do update set \
+     leads_sold, gross, payouts, margin, returns, returned_amount, returned_margin, shard) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, pg_backend_pid() % $11) \
+     on conflict (dimension, hour_start, group_key, shard) do update set \
      leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
      gross = revenue_hourly.gross + excluded.gross, \
      payouts = revenue_hourly.payouts + excluded.payouts, \
@@ -20,8 +24,9 @@ const ROLLUP_UPSERT: &str = "insert into revenue_hourly (dimension, group_key, h
      returned_margin = revenue_hourly.returned_margin + excluded.returned_margin";
 
 /// Adds a sale's or a return's ledger transaction to the rollup, inside its database
-/// transaction. Called last before the commit: the rows it updates stay locked until then,
-/// and every sale of the hour updates the same `all` row.
+/// transaction. Called last before the commit: the rows it updates stay locked until then.
+/// The rows are this session's shard of each group's hour, so another connection's sale of
+/// the same hour does not wait for them.
 pub(super) async fn add_to_rollup(
     tx: &mut PgConnection,
     t: &Transaction,
@@ -43,6 +48,7 @@ pub(super) async fn add_to_rollup(
             .bind(sums.returns)
             .bind(cents_to_numeric(sums.returned_cents))
             .bind(cents_to_numeric(sums.returned_margin_cents))
+            .bind(ROLLUP_SHARDS)
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -90,6 +96,37 @@ select dimension, group_key, hour_start, \
        coalesce(sum(buyer_amount) filter (where kind = 'return'), 0), \
        coalesce(sum(-exchange_amount) filter (where kind = 'return'), 0) \
 from cell group by dimension, group_key, hour_start";
+
+/// Folds the shards of every hour before `before` into shard 0, in one statement: a report
+/// running beside it sees the rows before or after, and the sums are the same either way.
+/// Sales and returns add to the current hour, so the hours folded are cold.
+const ROLLUP_COMPACT: &str = "with moved as ( \
+    delete from revenue_hourly where shard <> 0 and hour_start < $1 returning * \
+) \
+insert into revenue_hourly (dimension, group_key, hour_start, shard, leads_sold, gross, payouts, \
+    margin, returns, returned_amount, returned_margin) \
+select dimension, group_key, hour_start, 0, sum(leads_sold), sum(gross), sum(payouts), \
+    sum(margin), sum(returns), sum(returned_amount), sum(returned_margin) \
+from moved group by dimension, group_key, hour_start \
+on conflict (dimension, hour_start, group_key, shard) do update set \
+    leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
+    gross = revenue_hourly.gross + excluded.gross, \
+    payouts = revenue_hourly.payouts + excluded.payouts, \
+    margin = revenue_hourly.margin + excluded.margin, \
+    returns = revenue_hourly.returns + excluded.returns, \
+    returned_amount = revenue_hourly.returned_amount + excluded.returned_amount, \
+    returned_margin = revenue_hourly.returned_margin + excluded.returned_margin";
+
+/// Rows folded.
+pub(super) async fn compact_rollup(pool: &PgPool, before: DateTime<Utc>) -> StoreResult<u64> {
+    let folded = sqlx::query(ROLLUP_COMPACT)
+        .bind(before)
+        .execute(pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+    Ok(folded)
+}
 
 pub(super) async fn rebuild_rollup(pool: &PgPool) -> StoreResult<()> {
     let mut tx = pool.begin().await.map_err(classify)?;
