@@ -99,51 +99,52 @@ impl SqliteStore {
     }
 }
 
-async fn insert_transaction(tx: &mut sqlx::SqliteConnection, t: &Transaction) -> StoreResult<()> {
+/// Several statements, run in one trip to the connection's thread: sqlx gives each statement
+/// of a query text its own bound parameters, in order.
+type Statements<'a> = sqlx::QueryBuilder<'a, sqlx::Sqlite>;
+
+fn statements<'a>() -> Statements<'a> {
+    sqlx::QueryBuilder::new("")
+}
+
+/// The ledger transaction's entries and header, checked for balance first.
+fn push_transaction<'a>(q: &mut Statements<'a>, t: &'a Transaction) -> StoreResult<()> {
     t.check_balanced()
         .map_err(|e| StoreError::Other(e.into()))?;
     let at = micros(t.created_at);
-    for entry in &t.entries {
-        sqlx::query("insert into ledger_entry (transaction_id, account, amount_cents, created_at) values (?, ?, ?, ?)")
-            .bind(&t.id)
-            .bind(&entry.account)
-            .bind(entry.amount_cents)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
-    sqlx::query("insert into ledger_transaction (id, kind, lead_id, reverses, created_at) values (?, ?, ?, ?, ?)")
-        .bind(&t.id)
-        .bind(t.kind.as_str())
-        .bind(&t.lead_id)
-        .bind(&t.reverses)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+    q.push("insert into ledger_entry (transaction_id, account, amount_cents, created_at) ");
+    q.push_values(&t.entries, |mut row, entry| {
+        row.push_bind(&t.id)
+            .push_bind(&entry.account)
+            .push_bind(entry.amount_cents)
+            .push_bind(at);
+    });
+    q.push("; insert into ledger_transaction (id, kind, lead_id, reverses, created_at) values (");
+    q.separated(", ")
+        .push_bind(&t.id)
+        .push_bind(t.kind.as_str())
+        .push_bind(&t.lead_id)
+        .push_bind(&t.reverses)
+        .push_bind(at);
+    q.push("); ");
     Ok(())
 }
 
-async fn insert_attempts(
-    tx: &mut sqlx::SqliteConnection,
-    ping_id: &str,
-    attempts: &[PostAttempt],
-) -> StoreResult<()> {
-    for a in attempts {
-        sqlx::query("insert into post_attempt (ping_id, buyer_id, outcome, price_cents, reason, latency_ms, created_at) values (?, ?, ?, ?, ?, ?, ?)")
-            .bind(ping_id)
-            .bind(&a.buyer_id)
-            .bind(a.outcome)
-            .bind(a.price.cents())
-            .bind(&a.reason)
-            .bind(a.latency_ms)
-            .bind(micros(a.at))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+fn push_attempts<'a>(q: &mut Statements<'a>, ping_id: &'a str, attempts: &'a [PostAttempt]) {
+    if attempts.is_empty() {
+        return;
     }
-    Ok(())
+    q.push("insert into post_attempt (ping_id, buyer_id, outcome, price_cents, reason, latency_ms, created_at) ");
+    q.push_values(attempts, |mut row, a| {
+        row.push_bind(ping_id)
+            .push_bind(&a.buyer_id)
+            .push_bind(a.outcome)
+            .push_bind(a.price.cents())
+            .push_bind(&a.reason)
+            .push_bind(a.latency_ms)
+            .push_bind(micros(a.at));
+    });
+    q.push("; ");
 }
 
 #[async_trait]
@@ -394,32 +395,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::CapExceeded);
             }
         }
-        let at = micros(sale.transaction.created_at);
-        insert_transaction(&mut tx, &sale.transaction).await?;
-        sqlx::query("insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price_cents, payout_cents, buyer_lead_id, transaction_id, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(&sale.lead_id)
-            .bind(&sale.ping_id)
-            .bind(&sale.buyer_id)
-            .bind(&sale.seller_id)
-            .bind(&sale.vertical)
-            .bind(sale.price.cents())
-            .bind(sale.payout.cents())
-            .bind(&sale.buyer_lead_id)
-            .bind(&sale.transaction.id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        for key in &sale.dedupe_keys {
-            sqlx::query("insert into dedupe_key (buyer_id, key_hash, created_at) values (?, ?, ?)")
-                .bind(&sale.buyer_id)
-                .bind(key)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        insert_attempts(&mut tx, &sale.ping_id, attempts).await?;
+        // The ping first: it is still an offer, or the sale is refused whole.
         let updated = sqlx::query("update ping set status = 'sold', post_state = 'done', post_result = ?, lead_id = ? where id = ? and status = 'offer'")
             .bind(&sale.result_json)
             .bind(&sale.lead_id)
@@ -433,14 +409,39 @@ impl Store for SqliteStore {
                 "the ping is no longer open for a sale".into(),
             ));
         }
-        reports::add_to_rollup(
-            &mut tx,
+        // Everything else of the sale in one trip.
+        let at = micros(sale.transaction.created_at);
+        let mut q = statements();
+        push_transaction(&mut q, &sale.transaction)?;
+        q.push("insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price_cents, payout_cents, buyer_lead_id, transaction_id, created_at) values (");
+        q.separated(", ")
+            .push_bind(&sale.lead_id)
+            .push_bind(&sale.ping_id)
+            .push_bind(&sale.buyer_id)
+            .push_bind(&sale.seller_id)
+            .push_bind(&sale.vertical)
+            .push_bind(sale.price.cents())
+            .push_bind(sale.payout.cents())
+            .push_bind(&sale.buyer_lead_id)
+            .push_bind(&sale.transaction.id)
+            .push_bind(at);
+        q.push("); ");
+        if !sale.dedupe_keys.is_empty() {
+            q.push("insert into dedupe_key (buyer_id, key_hash, created_at) ");
+            q.push_values(&sale.dedupe_keys, |mut row, key| {
+                row.push_bind(&sale.buyer_id).push_bind(key).push_bind(at);
+            });
+            q.push("; ");
+        }
+        push_attempts(&mut q, &sale.ping_id, attempts);
+        let sums = RevenueSums::of_transaction(&sale.transaction);
+        reports::push_rollup(
+            &mut q,
             &sale.transaction,
-            &sale.buyer_id,
-            &sale.seller_id,
-            &sale.vertical,
-        )
-        .await?;
+            sums,
+            rollup_keys(&sale.buyer_id, &sale.seller_id, &sale.vertical),
+        );
+        q.build().execute(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)
     }
 
@@ -451,13 +452,14 @@ impl Store for SqliteStore {
         attempts: &[PostAttempt],
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        insert_attempts(&mut tx, ping_id, attempts).await?;
-        sqlx::query("update ping set status = 'unsold', post_state = 'done', post_result = ? where id = ? and status = 'offer'")
-            .bind(result_json)
-            .bind(ping_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let mut q = statements();
+        push_attempts(&mut q, ping_id, attempts);
+        q.push("update ping set status = 'unsold', post_state = 'done', post_result = ");
+        q.push_bind(result_json);
+        q.push(" where id = ");
+        q.push_bind(ping_id);
+        q.push(" and status = 'offer'");
+        q.build().execute(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)
     }
 
@@ -507,9 +509,17 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        insert_transaction(&mut tx, &ret.transaction).await?;
         let (buyer_id, seller_id, vertical) = reports::sale_keys(&mut tx, &ret.lead_id).await?;
-        reports::add_to_rollup(&mut tx, &ret.transaction, &buyer_id, &seller_id, &vertical).await?;
+        let mut q = statements();
+        push_transaction(&mut q, &ret.transaction)?;
+        let sums = RevenueSums::of_transaction(&ret.transaction);
+        reports::push_rollup(
+            &mut q,
+            &ret.transaction,
+            sums,
+            rollup_keys(&buyer_id, &seller_id, &vertical),
+        );
+        q.build().execute(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)
     }
 

@@ -7,45 +7,41 @@ use super::{classify, micros, time};
 use crate::ledger::{Transaction, TransactionKind};
 use crate::store::*;
 
-const ROLLUP_UPSERT: &str = "insert into revenue_hourly (dimension, group_key, hour_start, \
-     leads_sold, gross_cents, payouts_cents, margin_cents, returns, returned_cents, \
-     returned_margin_cents) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-     on conflict (dimension, hour_start, group_key) do update set \
-     leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
-     gross_cents = revenue_hourly.gross_cents + excluded.gross_cents, \
-     payouts_cents = revenue_hourly.payouts_cents + excluded.payouts_cents, \
-     margin_cents = revenue_hourly.margin_cents + excluded.margin_cents, \
-     returns = revenue_hourly.returns + excluded.returns, \
-     returned_cents = revenue_hourly.returned_cents + excluded.returned_cents, \
-     returned_margin_cents = revenue_hourly.returned_margin_cents + excluded.returned_margin_cents";
-
-/// Adds a sale's or a return's ledger transaction to the rollup, inside its database transaction.
-pub(super) async fn add_to_rollup(
-    tx: &mut SqliteConnection,
+/// Adds a sale's or a return's ledger transaction to the rollup: one upsert of its four
+/// groups, among the statements of its database transaction.
+pub(super) fn push_rollup<'a>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
     t: &Transaction,
-    buyer_id: &str,
-    seller_id: &str,
-    vertical: &str,
-) -> StoreResult<()> {
-    let sums = RevenueSums::of_transaction(t);
+    sums: RevenueSums,
+    keys: [(&'static str, &'a str); 4],
+) {
     let hour = micros(hour_start(t.created_at));
-    for (dimension, group) in rollup_keys(buyer_id, seller_id, vertical) {
-        sqlx::query(ROLLUP_UPSERT)
-            .bind(dimension)
-            .bind(group)
-            .bind(hour)
-            .bind(sums.leads_sold)
-            .bind(sums.gross_cents)
-            .bind(sums.payouts_cents)
-            .bind(sums.margin_cents)
-            .bind(sums.returns)
-            .bind(sums.returned_cents)
-            .bind(sums.returned_margin_cents)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
-    Ok(())
+    q.push(
+        "insert into revenue_hourly (dimension, group_key, hour_start, leads_sold, gross_cents, \
+         payouts_cents, margin_cents, returns, returned_cents, returned_margin_cents) ",
+    );
+    q.push_values(keys, |mut row, (dimension, group)| {
+        row.push_bind(dimension)
+            .push_bind(group)
+            .push_bind(hour)
+            .push_bind(sums.leads_sold)
+            .push_bind(sums.gross_cents)
+            .push_bind(sums.payouts_cents)
+            .push_bind(sums.margin_cents)
+            .push_bind(sums.returns)
+            .push_bind(sums.returned_cents)
+            .push_bind(sums.returned_margin_cents);
+    });
+    q.push(
+        " on conflict (dimension, hour_start, group_key) do update set \
+         leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
+         gross_cents = revenue_hourly.gross_cents + excluded.gross_cents, \
+         payouts_cents = revenue_hourly.payouts_cents + excluded.payouts_cents, \
+         margin_cents = revenue_hourly.margin_cents + excluded.margin_cents, \
+         returns = revenue_hourly.returns + excluded.returns, \
+         returned_cents = revenue_hourly.returned_cents + excluded.returned_cents, \
+         returned_margin_cents = revenue_hourly.returned_margin_cents + excluded.returned_margin_cents; ",
+    );
 }
 
 /// The rollup's groups of a lead's sale, for its return.
