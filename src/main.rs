@@ -39,12 +39,23 @@ enum Command {
     },
 }
 
+/// Every buyer connection is a file descriptor: an auction over hundreds of buyers on a
+/// 1,024-descriptor soft limit would fail to connect. The soft limit is raised to the hard one,
+/// as far as the system allows, without privileges.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "the open files limit could not be raised"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, log_format } => {
             telemetry::init(log_format);
             let config = load(&config)?;
+            raise_open_files_limit();
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(config).await?;
                 tracing::info!(port = app.port(), "pingpost is serving");

@@ -35,7 +35,7 @@ pub fn eligible_buyers(
     max: usize,
 ) -> Vec<Arc<Buyer>> {
     market
-        .buyers_for_vertical(ctx.vertical)
+        .candidates(ctx.vertical, ctx.lead)
         .filter(|b| check_eligibility(b, is_paused(&b.id), ctx).is_ok())
         .take(max)
         .cloned()
@@ -115,6 +115,110 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use chrono_tz::America::New_York;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    use crate::config::{Bidding, Caps, Filter};
+    use crate::domain::Sensitive;
+
+    fn buyer(i: usize, vertical: &str, filters: Vec<Filter>) -> Buyer {
+        Buyer {
+            id: format!("b{i:03}"),
+            name: format!("buyer {i}"),
+            verticals: vec![vertical.to_string()],
+            active: true,
+            bidding: Bidding::Ping {
+                url: "http://127.0.0.1:9/bid".into(),
+            },
+            post_url: "http://127.0.0.1:9/post".into(),
+            timeout_ms: 100,
+            signing_secret: Sensitive::new("secret".into()),
+            api_key_hash: None,
+            max_bid: None,
+            floor: None,
+            sellers_allow: Default::default(),
+            sellers_block: Default::default(),
+            dedupe_days: 0,
+            max_in_flight: 10,
+            filters,
+            caps: Caps::default(),
+            schedule: None,
+        }
+    }
+
+    /// State values of leads and filters: strings, and values of other JSON types that must
+    /// not be confused with them (the integer 1, the float 1.0, true), and two floats that are
+    /// equal but print differently (0.0 and -0.0).
+    fn state(i: u8) -> Value {
+        let values = [
+            json!("FL"),
+            json!("GA"),
+            json!("TX"),
+            json!(1),
+            json!(1.0),
+            json!(true),
+            json!(0.0),
+            json!(-0.0),
+        ];
+        values[i as usize % values.len()].clone()
+    }
+
+    fn filter(kind: u8, values: &[u8]) -> Option<Filter> {
+        let values: Vec<Value> = values.iter().map(|&v| state(v)).collect();
+        let (field, rule) = match kind % 6 {
+            0 => return None,
+            1 => ("state", FilterRule::In(values)),
+            2 => ("state", FilterRule::Eq(values.first()?.clone())),
+            3 => ("state", FilterRule::NotIn(values)),
+            4 => ("homeowner", FilterRule::Eq(json!(true))),
+            _ => ("zip", FilterRule::Prefix(vec!["33".into()])),
+        };
+        Some(Filter {
+            field: field.into(),
+            rule,
+        })
+    }
+
+    proptest! {
+        /// The marketplace's index never drops a buyer whose filters hold, and keeps file order:
+        /// eligibility through it is eligibility over every buyer of the vertical.
+        #[test]
+        fn the_index_finds_exactly_the_buyers_a_full_scan_finds(
+            specs in proptest::collection::vec(
+                (proptest::collection::vec((0u8..6, proptest::collection::vec(0u8..8, 0..4)), 0..3), 0u8..4),
+                0..40,
+            ),
+            leads in proptest::collection::vec((proptest::option::of(0u8..8), any::<bool>(), any::<bool>()), 1..12),
+        ) {
+            let buyers: Vec<Buyer> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (filters, vertical))| {
+                    let filters = filters.iter().filter_map(|(k, v)| filter(*k, v)).collect();
+                    buyer(i, if *vertical == 0 { "solar" } else { "auto" }, filters)
+                })
+                .collect();
+            let market = Marketplace::from_buyers(Path::new("buyers"), buyers, &Default::default())
+                .expect("distinct ids");
+            for (state_value, homeowner, zip) in leads {
+                let mut lead = BTreeMap::new();
+                if let Some(v) = state_value {
+                    lead.insert("state".to_string(), state(v));
+                }
+                lead.insert("homeowner".to_string(), json!(homeowner));
+                lead.insert("zip".to_string(), json!(if zip { "33101" } else { "10001" }));
+                for vertical in ["auto", "solar", "none"] {
+                    let holds = |b: &&Arc<Buyer>| b.filters.iter().all(|f| filter_holds(f, &lead));
+                    let indexed: Vec<&str> =
+                        market.candidates(vertical, &lead).filter(holds).map(|b| b.id.as_str()).collect();
+                    let scanned: Vec<&str> =
+                        market.buyers_for_vertical(vertical).filter(holds).map(|b| b.id.as_str()).collect();
+                    prop_assert_eq!(indexed, scanned);
+                }
+            }
+        }
+    }
 
     fn schedule(days: [bool; 7], start: u32, end: u32) -> Schedule {
         Schedule {

@@ -1,10 +1,12 @@
 //! The buyers of the marketplace: loaded from `buyers_dir`, swapped whole on reload.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::buyer::Buyer;
+use serde_json::Value;
+
+use super::buyer::{Buyer, FilterRule};
 use super::raw::RawBuyer;
 use super::{ConfigError, KeyHash, Principal, Seller};
 use crate::domain::Vertical;
@@ -17,7 +19,109 @@ pub struct Marketplace {
     pub buyers: Vec<Arc<Buyer>>,
     by_id: HashMap<String, usize>,
     by_vertical: HashMap<String, Vec<usize>>,
+    /// Per vertical, its buyers by the value of one filtered field.
+    index: HashMap<String, FieldIndex>,
     by_key: HashMap<KeyHash, usize>,
+}
+
+/// The buyers of one vertical by the value of the lead field that most of them filter on with
+/// `in` or `eq` (usually the state): a ping looks up the buyers that can take its value and
+/// checks only those, with the buyers that do not filter on the field. A lookup returns every
+/// buyer that can be eligible, and some that are not: eligibility still checks each in full.
+#[derive(Debug, Default)]
+struct FieldIndex {
+    field: String,
+    /// The JSON text of a value → the buyers whose filter on `field` admits it, in file order.
+    by_value: HashMap<String, Vec<usize>>,
+    /// Buyers without an indexable filter on `field`, in file order.
+    others: Vec<usize>,
+}
+
+/// The values a buyer's filter on `field` admits, when the filter is `in` or `eq` over strings,
+/// booleans and integers: their JSON text is equal exactly when the values are.
+fn admitted_values<'a>(buyer: &'a Buyer, field: &str) -> Option<&'a [Value]> {
+    let admitted = buyer.filters.iter().find_map(|f| match &f.rule {
+        _ if f.field != field => None,
+        FilterRule::In(values) => Some(values.as_slice()),
+        FilterRule::Eq(value) => Some(std::slice::from_ref(value)),
+        _ => None,
+    })?;
+    admitted
+        .iter()
+        .all(|v| v.is_string() || v.is_boolean() || v.is_i64() || v.is_u64())
+        .then_some(admitted)
+}
+
+impl FieldIndex {
+    /// Indexes on the field that leaves a ping the fewest buyers to check; `None` when no
+    /// buyer has an indexable filter.
+    fn build(buyers: &[Arc<Buyer>], members: &[usize]) -> Option<FieldIndex> {
+        let mut fields: Vec<&str> = members
+            .iter()
+            .flat_map(|&i| buyers[i].filters.iter().map(|f| f.field.as_str()))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        fields
+            .into_iter()
+            .map(|field| FieldIndex::on(field, buyers, members))
+            // Ties go to the first field by name, so a reload indexes the same way.
+            .min_by_key(FieldIndex::expected_candidates)
+            .filter(|index| !index.by_value.is_empty())
+    }
+
+    fn on(field: &str, buyers: &[Arc<Buyer>], members: &[usize]) -> FieldIndex {
+        let mut index = FieldIndex {
+            field: field.to_string(),
+            ..FieldIndex::default()
+        };
+        for &i in members {
+            match admitted_values(&buyers[i], field) {
+                Some(values) => {
+                    let mut keys: Vec<String> = values.iter().map(Value::to_string).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for key in keys {
+                        index.by_value.entry(key).or_default().push(i);
+                    }
+                }
+                None => index.others.push(i),
+            }
+        }
+        index
+    }
+
+    /// Buyers a ping is left to check, on average over leads whose values come as often as
+    /// buyers ask for them: the others, plus the size of a value's list weighted by its size.
+    fn expected_candidates(&self) -> usize {
+        let listed: usize = self.by_value.values().map(Vec::len).sum();
+        let squares: usize = self.by_value.values().map(|b| b.len() * b.len()).sum();
+        self.others.len() + squares.checked_div(listed).unwrap_or(0)
+    }
+
+    /// The buyers that may take a lead with these fields, in file order.
+    fn candidates(&self, lead: &BTreeMap<String, Value>) -> Vec<usize> {
+        // A missing field fails every filter on it: only the others remain.
+        let Some(listed) = lead
+            .get(&self.field)
+            .and_then(|value| self.by_value.get(&value.to_string()))
+        else {
+            return self.others.clone();
+        };
+        let mut merged = Vec::with_capacity(listed.len() + self.others.len());
+        let (mut a, mut b) = (listed.iter().peekable(), self.others.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            merged.extend(next.copied());
+        }
+        merged
+    }
 }
 
 impl Marketplace {
@@ -87,6 +191,11 @@ impl Marketplace {
             }
             market.buyers.push(Arc::new(buyer));
         }
+        for (vertical, members) in &market.by_vertical {
+            if let Some(index) = FieldIndex::build(&market.buyers, members) {
+                market.index.insert(vertical.clone(), index);
+            }
+        }
         Ok(market)
     }
 
@@ -99,6 +208,24 @@ impl Marketplace {
     }
 
     /// The buyers that take leads of this vertical, in file order.
+    /// The buyers of this vertical that can be eligible for a lead with these fields, in file
+    /// order: every buyer whose filters can hold, and perhaps others (the caller checks each).
+    pub fn candidates<'a>(
+        &'a self,
+        vertical: &str,
+        lead: &BTreeMap<String, Value>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Buyer>> + 'a> {
+        match self.index.get(vertical) {
+            Some(index) => Box::new(
+                index
+                    .candidates(lead)
+                    .into_iter()
+                    .map(move |i| &self.buyers[i]),
+            ),
+            None => Box::new(self.buyers_for_vertical(vertical)),
+        }
+    }
+
     pub fn buyers_for_vertical<'a>(
         &'a self,
         vertical: &str,

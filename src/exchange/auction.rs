@@ -53,12 +53,16 @@ impl Exchange {
             lead: &lead.ping_fields,
             now: self.now(),
         };
-        let eligible = eligible_buyers(
-            &market,
-            |id| self.is_paused(id),
-            &ctx,
-            BUYERS_PER_AUCTION_MAX,
-        );
+        let eligible = {
+            // One look at the paused set for the whole auction, not one lock per buyer.
+            let paused = self.paused.read().unwrap_or_else(|e| e.into_inner());
+            eligible_buyers(
+                &market,
+                |id| !paused.is_empty() && paused.contains(id),
+                &ctx,
+                BUYERS_PER_AUCTION_MAX,
+            )
+        };
         // A buyer at a cap (reservations included) gets no request.
         let eligible = self.with_room(eligible, ctx.now).await;
 

@@ -209,7 +209,11 @@ impl Store for PgStore {
                     .push_bind(ping.payout.map(|m| m.decimal()))
                     .push_bind(ping.expires_at)
                     .push_bind(ping.created_at)
-                    .push_bind(if ping.status == PingStatus::Offer { "open" } else { "done" });
+                    .push_bind(if ping.status == PingStatus::Offer {
+                        "open"
+                    } else {
+                        "done"
+                    });
             });
             insert.build().execute(&mut *tx).await.map_err(classify)?;
         }

@@ -200,7 +200,11 @@ impl Store for SqliteStore {
                     .push_bind(ping.payout.map(|m| m.cents()))
                     .push_bind(ping.expires_at.map(micros))
                     .push_bind(micros(ping.created_at))
-                    .push_bind(if ping.status == PingStatus::Offer { "open" } else { "done" });
+                    .push_bind(if ping.status == PingStatus::Offer {
+                        "open"
+                    } else {
+                        "done"
+                    });
             });
             insert.build().execute(&mut *tx).await.map_err(classify)?;
         }
