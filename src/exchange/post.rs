@@ -18,7 +18,9 @@ use crate::domain::ids::new_lead_id;
 use crate::domain::{FieldError, Lead, LeadMode, Money};
 use crate::error::ApiError;
 use crate::ledger::{SaleAmounts, Transaction};
-use crate::store::{Claim, NewSale, PingRow, PingStatus, PostAttempt, PostState, StoreError};
+use crate::store::{
+    Claim, NewSale, PingRow, PingStatus, PostAttempt, PostState, RankedBid, StoreError,
+};
 
 pub struct PostInput {
     pub ping_id: String,
@@ -109,11 +111,11 @@ impl Exchange {
                 "no ping with this id was sent by this seller",
             )
         };
-        let ping = self
+        let (ping, bids) = self
             .store
-            .get_ping(&input.ping_id)
+            .get_offer(&input.ping_id)
             .await?
-            .filter(|p| p.seller_id == seller.id)
+            .filter(|(p, _)| p.seller_id == seller.id)
             .ok_or_else(not_found)?;
         match ping.status {
             PingStatus::NoBid => {
@@ -137,7 +139,7 @@ impl Exchange {
         let vertical = self.vertical(&ping.vertical)?;
         let lead = self.validate_lead(vertical, &input.lead, LeadMode::Full)?;
         check_matches_ping(&ping, &lead)?;
-        self.claim_and_deliver(seller, &ping, &lead, &input.body_hash)
+        self.claim_and_deliver(seller, &ping, bids, &lead, &input.body_hash)
             .await
     }
 
@@ -158,15 +160,15 @@ impl Exchange {
         if auctioned.offer.is_none() {
             return Ok(PostResult::unsold(&auctioned.ping_id, UnsoldReason::NoBid).to_json());
         }
-        let ping = self
+        let (ping, bids) = self
             .store
-            .get_ping(&auctioned.ping_id)
+            .get_offer(&auctioned.ping_id)
             .await?
             .ok_or_else(|| {
                 ApiError::internal(anyhow::anyhow!("a ping just recorded is missing"))
             })?;
         let span = tracing::info_span!("post", ping_id = %ping.id, seller = %seller.id);
-        self.claim_and_deliver(seller, &ping, &lead, body_hash)
+        self.claim_and_deliver(seller, &ping, bids, &lead, body_hash)
             .instrument(span)
             .await
     }
@@ -176,6 +178,7 @@ impl Exchange {
         &self,
         seller: &Seller,
         ping: &PingRow,
+        bids: Vec<RankedBid>,
         lead: &Lead,
         body_hash: &str,
     ) -> Result<Value, ApiError> {
@@ -191,7 +194,7 @@ impl Exchange {
                 return self.replay(&ping.id, body_hash).await
             }
         }
-        match self.deliver(seller, ping, lead).await {
+        match self.deliver(seller, ping, bids, lead).await {
             Ok(result) => Ok(result),
             Err(e) => {
                 // Nothing was booked: give the ping back so the post can be retried.
@@ -242,10 +245,12 @@ impl Exchange {
         }
     }
 
+    /// Offers the lead to the ranked bidders in turn (`bids`: the ping's valid bids, best first).
     async fn deliver(
         &self,
         seller: &Seller,
         ping: &PingRow,
+        bids: Vec<RankedBid>,
         lead: &Lead,
     ) -> Result<Value, ApiError> {
         let market = self.marketplace();
@@ -260,7 +265,7 @@ impl Exchange {
             self.now() + ChronoDuration::from_std(self.post_lease()).unwrap_or_default();
         let mut attempts: Vec<PostAttempt> = Vec::new();
         let mut posts_sent = 0;
-        for bid in self.store.ranked_bids(&ping.id).await? {
+        for bid in bids {
             if posts_sent >= self.config.auction.max_post_attempts {
                 break;
             }

@@ -149,6 +149,20 @@ async fn insert_attempts(
     Ok(())
 }
 
+fn ping_row(r: &sqlx::postgres::PgRow) -> StoreResult<PingRow> {
+    let status: String = r.get("status");
+    Ok(PingRow {
+        id: r.get("id"),
+        seller_id: r.get("seller_id"),
+        vertical: r.get("vertical"),
+        lead_json: r.get("lead_json"),
+        status: PingStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
+        payout: to_money_opt(r.get("payout"))?,
+        expires_at: r.get("expires_at"),
+        lead_id: r.get("lead_id"),
+    })
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -252,21 +266,36 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        row.map(|r| {
-            let status: String = r.get("status");
-            Ok(PingRow {
-                id: r.get("id"),
-                seller_id: r.get("seller_id"),
-                vertical: r.get("vertical"),
-                lead_json: r.get("lead_json"),
-                status: PingStatus::parse(&status)
-                    .ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
-                payout: to_money_opt(r.get("payout"))?,
-                expires_at: r.get("expires_at"),
-                lead_id: r.get("lead_id"),
-            })
-        })
-        .transpose()
+        row.as_ref().map(ping_row).transpose()
+    }
+
+    async fn get_offer(&self, id: &str) -> StoreResult<Option<(PingRow, Vec<RankedBid>)>> {
+        // The ping's columns on every row of its ranked bids (or once, with none).
+        let rows = sqlx::query(
+            "select p.id, p.seller_id, p.vertical, p.lead_json, p.status, p.payout, \
+             p.expires_at, p.lead_id, b.buyer_id, b.price, b.bid_id from ping p \
+             left join bid b on b.ping_id = p.id and b.rank is not null \
+             where p.id = $1 order by b.rank",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let ping = ping_row(first)?;
+        let mut bids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(buyer_id) = r.get::<Option<String>, _>("buyer_id") {
+                bids.push(RankedBid {
+                    buyer_id,
+                    price: to_money(r.get("price"))?,
+                    bid_id: r.get("bid_id"),
+                });
+            }
+        }
+        Ok(Some((ping, bids)))
     }
 
     async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {

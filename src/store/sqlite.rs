@@ -147,6 +147,20 @@ fn push_attempts<'a>(q: &mut Statements<'a>, ping_id: &'a str, attempts: &'a [Po
     q.push("; ");
 }
 
+fn ping_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<PingRow> {
+    let status: String = r.get("status");
+    Ok(PingRow {
+        id: r.get("id"),
+        seller_id: r.get("seller_id"),
+        vertical: r.get("vertical"),
+        lead_json: r.get("lead_json"),
+        status: PingStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
+        payout: money(r.get("payout_cents")),
+        expires_at: r.get::<Option<i64>, _>("expires_at").map(time),
+        lead_id: r.get("lead_id"),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
@@ -239,21 +253,32 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(classify)?;
-        row.map(|r| {
-            let status: String = r.get("status");
-            Ok(PingRow {
-                id: r.get("id"),
-                seller_id: r.get("seller_id"),
-                vertical: r.get("vertical"),
-                lead_json: r.get("lead_json"),
-                status: PingStatus::parse(&status)
-                    .ok_or_else(|| anyhow::anyhow!("unknown ping status"))?,
-                payout: money(r.get("payout_cents")),
-                expires_at: r.get::<Option<i64>, _>("expires_at").map(time),
-                lead_id: r.get("lead_id"),
+        row.as_ref().map(ping_row).transpose()
+    }
+
+    async fn get_offer(&self, id: &str) -> StoreResult<Option<(PingRow, Vec<RankedBid>)>> {
+        // The ping's columns on every row of its ranked bids (or once, with none).
+        let rows = sqlx::query("select p.id, p.seller_id, p.vertical, p.lead_json, p.status, p.payout_cents, p.expires_at, p.lead_id, b.buyer_id, b.price_cents, b.bid_id from ping p left join bid b on b.ping_id = p.id and b.rank is not null where p.id = ? order by b.rank")
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let ping = ping_row(first)?;
+        let bids = rows
+            .iter()
+            .filter_map(|r| {
+                let buyer_id: Option<String> = r.get("buyer_id");
+                Some(RankedBid {
+                    buyer_id: buyer_id?,
+                    price: Money::from_cents(r.get("price_cents")),
+                    bid_id: r.get("bid_id"),
+                })
             })
-        })
-        .transpose()
+            .collect();
+        Ok(Some((ping, bids)))
     }
 
     async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {
@@ -348,19 +373,26 @@ impl Store for SqliteStore {
         keys: &[String],
         since: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        for key in keys {
-            let hit = sqlx::query("select 1 from dedupe_key where buyer_id = ? and key_hash = ? and created_at >= ? limit 1")
-                .bind(buyer_id)
-                .bind(key)
-                .bind(micros(since))
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(classify)?;
-            if hit.is_some() {
-                return Ok(true);
-            }
+        if keys.is_empty() {
+            return Ok(false);
         }
-        Ok(false)
+        let mut q = statements();
+        q.push("select 1 from dedupe_key where buyer_id = ");
+        q.push_bind(buyer_id);
+        q.push(" and created_at >= ");
+        q.push_bind(micros(since));
+        q.push(" and key_hash in (");
+        let mut list = q.separated(", ");
+        for key in keys {
+            list.push_bind(key);
+        }
+        q.push(") limit 1");
+        let hit = q
+            .build()
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+        Ok(hit.is_some())
     }
 
     async fn buyer_totals(

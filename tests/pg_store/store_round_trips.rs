@@ -20,6 +20,7 @@ on_both_backends!(
     the_server_secret_is_made_once_and_kept,
     concurrent_posts_claim_once_and_sell_once,
     concurrent_sales_keep_the_rollup_exact_through_compaction,
+    the_ping_writer_commits_each_ping_and_isolates_a_bad_one,
 );
 
 async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
@@ -77,6 +78,34 @@ async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
         matches!(store.insert_ping(&ping).await, Err(StoreError::Conflict(_))),
         "a ping id is used once"
     );
+
+    // A post reads the ping and its ranked bids at once: the same as the two reads.
+    let (offered, bids) = store.get_offer("ping_1").await.unwrap().expect("the offer");
+    assert_eq!(format!("{offered:?}"), format!("{row:?}"));
+    let bids: Vec<_> = bids
+        .into_iter()
+        .map(|b| (b.buyer_id, b.price.to_wire(), b.bid_id))
+        .collect();
+    assert_eq!(bids, ranked);
+    let mut no_bid = offer("ping_2", t0());
+    no_bid.status = PingStatus::NoBid;
+    no_bid.bids.retain(|b| b.rank.is_none());
+    let mut unranked = offer("ping_3", t0());
+    unranked.bids.clear();
+    // Several pings in one transaction, as the group commit writes them.
+    store.insert_pings(&[no_bid, unranked]).await.unwrap();
+    let (row_2, bids_2) = store.get_offer("ping_2").await.unwrap().expect("ping_2");
+    assert_eq!((row_2.status, bids_2.len()), (PingStatus::NoBid, 0));
+    let (row_3, bids_3) = store.get_offer("ping_3").await.unwrap().expect("ping_3");
+    assert_eq!((row_3.id.as_str(), bids_3.len()), ("ping_3", 0));
+    assert!(store.get_offer("ping_unknown").await.unwrap().is_none());
+    // A batch with one bad ping is refused whole.
+    let fresh = offer("ping_4", t0());
+    assert!(store
+        .insert_pings(&[fresh, offer("ping_1", t0())])
+        .await
+        .is_err());
+    assert!(store.get_ping("ping_4").await.unwrap().is_none());
 }
 
 async fn a_claim_is_exclusive_until_its_lease_ends_and_done_after_the_sale(books: Books) {
@@ -573,4 +602,39 @@ async fn concurrent_sales_keep_the_rollup_exact_through_compaction(books: Books)
             1
         );
     }
+}
+
+/// Pings sent through the group-commit writer at once are committed (each caller hears only
+/// once its ping is in the books), and one ping that cannot be written fails alone.
+async fn the_ping_writer_commits_each_ping_and_isolates_a_bad_one(books: Books) {
+    let store = &*books.store;
+    store.insert_ping(&offer("ping_taken", t0())).await.unwrap();
+    let writer = pingpost::store::PingWriter::start(books.store.clone());
+    let results = join_all((0..40).map(|i| {
+        let writer = writer.clone();
+        async move {
+            // Ping 17 reuses a recorded id: the database refuses it.
+            let id = if i == 17 {
+                "ping_taken".to_string()
+            } else {
+                format!("ping_{i}")
+            };
+            let written = writer.write(offer(&id, t0())).await;
+            (i, written, store.get_ping(&id).await.unwrap().is_some())
+        }
+    }))
+    .await;
+    for (i, written, visible) in results {
+        if i == 17 {
+            assert!(
+                matches!(written, Err(StoreError::Conflict(_))),
+                "{written:?}"
+            );
+        } else {
+            assert!(written.is_ok(), "ping {i}: {written:?}");
+            assert!(visible, "ping {i} is in the books when its write returns");
+        }
+    }
+    assert_eq!(books.sql.count("select count(*) from ping").await, 40);
+    assert_eq!(books.sql.count("select count(*) from bid").await, 40 * 5);
 }
