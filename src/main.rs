@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, log_format } => {
-            telemetry::init(log_format);
+            let _logs = telemetry::init(log_format);
             let config = load(&config)?;
             raise_open_files_limit();
             actix_web::rt::System::new().block_on(async move {
@@ -63,12 +63,12 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::DemoBuyers { config, log_format } => {
-            telemetry::init(log_format);
+            let _logs = telemetry::init(log_format);
             let config = load(&config)?;
             actix_web::rt::System::new().block_on(async move { pingpost::demo::run(&config).await })
         }
         Command::Migrate { config } => {
-            telemetry::init(LogFormat::Pretty);
+            let _logs = telemetry::init(LogFormat::Pretty);
             let config = load(&config)?;
             actix_web::rt::System::new().block_on(async move {
                 let store = pingpost::store::connect(&config.database_url).await?;
