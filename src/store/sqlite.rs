@@ -67,7 +67,14 @@ impl SqliteStore {
             // With WAL, NORMAL loses nothing when the process dies (kill -9); only a power
             // cut can take the last commits, which FULL would keep at an fsync per commit.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // 16 MiB of page cache a connection (SQLite's default is 2 MiB): the hot pages of
+            // the ping, bid and ledger tables stay in memory between transactions.
+            .pragma("cache_size", "-16384")
+            // A checkpoint every 10,000 WAL pages (40 MiB) instead of 1,000: a page written by
+            // many commits is copied back to the database once per checkpoint, and checkpoints
+            // (with their fsync) run a tenth as often on the writer's commits.
+            .pragma("wal_autocheckpoint", "10000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
