@@ -97,19 +97,17 @@ impl PgStore {
 async fn insert_transaction(tx: &mut PgConnection, t: &Transaction) -> StoreResult<()> {
     t.check_balanced()
         .map_err(|e| StoreError::Other(e.into()))?;
-    for entry in &t.entries {
-        sqlx::query(
-            "insert into ledger_entry (transaction_id, account, amount, created_at) \
-             values ($1, $2, $3, $4)",
-        )
-        .bind(&t.id)
-        .bind(&entry.account)
-        .bind(cents_to_numeric(entry.amount_cents))
-        .bind(t.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-    }
+    // Every entry in one statement.
+    let mut entries = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "insert into ledger_entry (transaction_id, account, amount, created_at) ",
+    );
+    entries.push_values(&t.entries, |mut row, entry| {
+        row.push_bind(&t.id)
+            .push_bind(&entry.account)
+            .push_bind(cents_to_numeric(entry.amount_cents))
+            .push_bind(t.created_at);
+    });
+    entries.build().execute(&mut *tx).await.map_err(classify)?;
     sqlx::query(
         "insert into ledger_transaction (id, kind, lead_id, reverses, created_at) \
          values ($1, $2, $3, $4, $5)",
@@ -130,22 +128,22 @@ async fn insert_attempts(
     ping_id: &str,
     attempts: &[PostAttempt],
 ) -> StoreResult<()> {
-    for a in attempts {
-        sqlx::query(
-            "insert into post_attempt (ping_id, buyer_id, outcome, price, reason, latency_ms, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(ping_id)
-        .bind(&a.buyer_id)
-        .bind(a.outcome)
-        .bind(a.price.decimal())
-        .bind(&a.reason)
-        .bind(a.latency_ms)
-        .bind(a.at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+    if attempts.is_empty() {
+        return Ok(());
     }
+    let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "insert into post_attempt (ping_id, buyer_id, outcome, price, reason, latency_ms, created_at) ",
+    );
+    insert.push_values(attempts, |mut row, a| {
+        row.push_bind(ping_id)
+            .push_bind(&a.buyer_id)
+            .push_bind(a.outcome)
+            .push_bind(a.price.decimal())
+            .push_bind(&a.reason)
+            .push_bind(a.latency_ms)
+            .push_bind(a.at);
+    });
+    insert.build().execute(&mut *tx).await.map_err(classify)?;
     Ok(())
 }
 
@@ -482,16 +480,14 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        for key in &sale.dedupe_keys {
-            sqlx::query(
-                "insert into dedupe_key (buyer_id, key_hash, created_at) values ($1, $2, $3)",
-            )
-            .bind(&sale.buyer_id)
-            .bind(key)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        if !sale.dedupe_keys.is_empty() {
+            let mut keys = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "insert into dedupe_key (buyer_id, key_hash, created_at) ",
+            );
+            keys.push_values(&sale.dedupe_keys, |mut row, key| {
+                row.push_bind(&sale.buyer_id).push_bind(key).push_bind(at);
+            });
+            keys.build().execute(&mut *tx).await.map_err(classify)?;
         }
         insert_attempts(&mut tx, &sale.ping_id, attempts).await?;
         let updated = sqlx::query(

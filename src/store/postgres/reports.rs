@@ -11,18 +11,6 @@ use crate::store::*;
 /// concurrent sales on different connections do not wait for each other's row locks.
 const ROLLUP_SHARDS: i32 = 32;
 
-const ROLLUP_UPSERT: &str = "insert into revenue_hourly (dimension, group_key, hour_start, \
-     leads_sold, gross, payouts, margin, returns, returned_amount, returned_margin, shard) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, pg_backend_pid() % $11) \
-     on conflict (dimension, hour_start, group_key, shard) do update set \
-     leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
-     gross = revenue_hourly.gross + excluded.gross, \
-     payouts = revenue_hourly.payouts + excluded.payouts, \
-     margin = revenue_hourly.margin + excluded.margin, \
-     returns = revenue_hourly.returns + excluded.returns, \
-     returned_amount = revenue_hourly.returned_amount + excluded.returned_amount, \
-     returned_margin = revenue_hourly.returned_margin + excluded.returned_margin";
-
 /// Adds a sale's or a return's ledger transaction to the rollup, inside its database
 /// transaction. Called last before the commit: the rows it updates stay locked until then.
 /// The rows are this session's shard of each group's hour, so another connection's sale of
@@ -36,23 +24,39 @@ pub(super) async fn add_to_rollup(
 ) -> StoreResult<()> {
     let sums = RevenueSums::of_transaction(t);
     let hour = hour_start(t.created_at);
-    for (dimension, group) in rollup_keys(buyer_id, seller_id, vertical) {
-        sqlx::query(ROLLUP_UPSERT)
-            .bind(dimension)
-            .bind(group)
-            .bind(hour)
-            .bind(sums.leads_sold)
-            .bind(cents_to_numeric(sums.gross_cents))
-            .bind(cents_to_numeric(sums.payouts_cents))
-            .bind(cents_to_numeric(sums.margin_cents))
-            .bind(sums.returns)
-            .bind(cents_to_numeric(sums.returned_cents))
-            .bind(cents_to_numeric(sums.returned_margin_cents))
-            .bind(ROLLUP_SHARDS)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-    }
+    // The four groups in one statement; they never meet, so no row is updated twice.
+    let mut upsert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "insert into revenue_hourly (dimension, group_key, hour_start, leads_sold, gross, \
+         payouts, margin, returns, returned_amount, returned_margin, shard) ",
+    );
+    upsert.push_values(
+        rollup_keys(buyer_id, seller_id, vertical),
+        |mut row, (dimension, group)| {
+            row.push_bind(dimension)
+                .push_bind(group)
+                .push_bind(hour)
+                .push_bind(sums.leads_sold)
+                .push_bind(cents_to_numeric(sums.gross_cents))
+                .push_bind(cents_to_numeric(sums.payouts_cents))
+                .push_bind(cents_to_numeric(sums.margin_cents))
+                .push_bind(sums.returns)
+                .push_bind(cents_to_numeric(sums.returned_cents))
+                .push_bind(cents_to_numeric(sums.returned_margin_cents))
+                .push_unseparated(", pg_backend_pid() % ")
+                .push_bind_unseparated(ROLLUP_SHARDS);
+        },
+    );
+    upsert.push(
+        " on conflict (dimension, hour_start, group_key, shard) do update set \
+         leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
+         gross = revenue_hourly.gross + excluded.gross, \
+         payouts = revenue_hourly.payouts + excluded.payouts, \
+         margin = revenue_hourly.margin + excluded.margin, \
+         returns = revenue_hourly.returns + excluded.returns, \
+         returned_amount = revenue_hourly.returned_amount + excluded.returned_amount, \
+         returned_margin = revenue_hourly.returned_margin + excluded.returned_margin",
+    );
+    upsert.build().execute(&mut *tx).await.map_err(classify)?;
     Ok(())
 }
 
