@@ -26,19 +26,69 @@ pub fn p99_ms(h: &Histogram<u64>) -> f64 {
     ms(h, 0.99)
 }
 
-pub const HEADER: &str = "| load | who | flows/s | ratio | ping p50/p90/p99/max ms | post p50/p90/p99/max ms | flow p99 ms | sold / unsold / no bid / errors | bid req. per flow |\n|---|---|---|---|---|---|---|---|---|";
+pub const HEADER: &str = "| load | who | flows/s | ratio | ping p50/p90/p99/max ms | post p50/p90/p99/max ms | flow p99 ms | sold / unsold / no bid / errors | bid req. per flow | machine CPU: cores busy, ms per flow |\n|---|---|---|---|---|---|---|---|---|---|";
+
+/// The whole machine's CPU time since boot, busy and in all, in clock ticks (`/proc/stat`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTicks {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuTicks {
+    pub fn now() -> CpuTicks {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return CpuTicks::default();
+        };
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal …
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        let total: u64 = fields.iter().take(8).sum();
+        CpuTicks {
+            busy: total.saturating_sub(idle),
+            total,
+        }
+    }
+}
+
+/// What a run cost the machine: every process on it (the fleet, the generator, the exchange,
+/// PostgreSQL, Redis), as cores busy on average and CPU milliseconds per flow.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    pub cores_busy: f64,
+    pub ms_per_flow: f64,
+}
+
+impl CpuUse {
+    pub fn between(start: CpuTicks, end: CpuTicks, cores: usize, flows: u64) -> CpuUse {
+        let total = end.total.saturating_sub(start.total) as f64;
+        let busy = end.busy.saturating_sub(start.busy) as f64;
+        if total == 0.0 {
+            return CpuUse::default();
+        }
+        // Ticks are summed over every core: `total` ticks are `total / cores` of wall time.
+        let wall_ticks = total / cores as f64;
+        // USER_HZ is 100 on Linux: a tick is 10 ms.
+        CpuUse {
+            cores_busy: busy / wall_ticks,
+            ms_per_flow: busy * 10.0 / flows.max(1) as f64,
+        }
+    }
+}
 
 /// Two rows: the ceiling, then the exchange with its ratio to the ceiling.
-pub fn rows(
-    load: &str,
-    ceiling: &Stats,
-    ceiling_bids: f64,
-    exchange: &Stats,
-    exchange_bids: f64,
-) -> String {
-    let row = |who: &str, s: &Stats, ratio: String, bids: f64| {
+pub fn rows(load: &str, ceiling: &Measured, exchange: &Measured) -> String {
+    let row = |who: &str, m: &Measured, ratio: String| {
+        let s = &m.stats;
         format!(
-            "| {load} | {who} | {:.0} | {ratio} | {} | {} | {:.1} | {} / {} / {} / {} | {:.1} |",
+            "| {load} | {who} | {:.0} | {ratio} | {} | {} | {:.1} | {} / {} / {} / {} | {:.1} | {:.2}, {:.2} |",
             s.flows_per_s(),
             quantiles(&s.ping),
             quantiles(&s.post),
@@ -47,18 +97,23 @@ pub fn rows(
             s.unsold,
             s.no_bid,
             s.errors,
-            bids,
+            m.bids_per_flow,
+            m.cpu.cores_busy,
+            m.cpu.ms_per_flow,
         )
     };
-    let ratio = exchange.flows_per_s() / ceiling.flows_per_s();
+    let ratio = exchange.stats.flows_per_s() / ceiling.stats.flows_per_s();
     format!(
         "{}\n{}",
-        row("ceiling", ceiling, "1".into(), ceiling_bids),
-        row(
-            "exchange",
-            exchange,
-            format!("**{ratio:.2}**"),
-            exchange_bids
-        )
+        row("ceiling", ceiling, "1".into()),
+        row("exchange", exchange, format!("**{ratio:.2}**"))
     )
+}
+
+/// One measured run: its numbers, the bid requests per flow the fleet received, and what
+/// it cost the machine.
+pub struct Measured {
+    pub stats: Stats,
+    pub bids_per_flow: f64,
+    pub cpu: CpuUse,
 }

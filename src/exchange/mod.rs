@@ -19,7 +19,7 @@ use sha2::Sha256;
 use crate::buyer_client::BuyerClient;
 use crate::config::{Config, Marketplace};
 use crate::state::SharedState;
-use crate::store::{DynStore, PingWriter};
+use crate::store::{DynStore, PingWriter, StoreError, StoreResult};
 
 pub use auction::AuctionOutcome;
 pub use ping::{PingInput, PingState, PingView};
@@ -40,6 +40,9 @@ pub struct Exchange {
     /// Group commit of the ping log; `None` outside a tokio runtime, where each ping is
     /// written on its own.
     ping_writer: Option<PingWriter>,
+    /// The runtime the exchange was built on (the main thread's, in `serve`), where the
+    /// writes of posts run: see `Exchange::write`.
+    writes: Option<tokio::runtime::Handle>,
 }
 
 impl Exchange {
@@ -50,11 +53,11 @@ impl Exchange {
         client: BuyerClient,
         hash_key: Vec<u8>,
     ) -> Exchange {
-        let ping_writer = tokio::runtime::Handle::try_current()
-            .is_ok()
-            .then(|| PingWriter::start(store.clone()));
+        let writes = tokio::runtime::Handle::try_current().ok();
+        let ping_writer = writes.as_ref().map(|_| PingWriter::start(store.clone()));
         Exchange {
             ping_writer,
+            writes,
             marketplace: RwLock::new(config.marketplace.clone()),
             paused: RwLock::default(),
             config,
@@ -63,6 +66,25 @@ impl Exchange {
             client,
             hash_key,
             clock_offset_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Runs a store write (a claim, a sale, an unsold post) on the runtime the exchange was
+    /// built on, and waits for it. A request's own task runs on a busy HTTP worker; a write
+    /// transaction holds the database's one writer (SQLite) or a row lock (PostgreSQL) from
+    /// statement to statement, and on the worker each hand-back waited behind every other
+    /// request's work. There, only writes and the ping log run. A write, once begun, also
+    /// finishes even if the request that asked for it goes away.
+    pub(crate) async fn write<T, F>(&self, write: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = StoreResult<T>> + Send + 'static,
+    {
+        match &self.writes {
+            Some(runtime) => runtime.spawn(write).await.map_err(|e| {
+                StoreError::Other(anyhow::anyhow!("a store write did not finish: {e}"))
+            })?,
+            None => write.await,
         }
     }
 

@@ -184,9 +184,9 @@ impl Exchange {
     ) -> Result<Value, ApiError> {
         let now = self.now();
         let lease_until = now + ChronoDuration::from_std(self.post_lease()).unwrap_or_default();
+        let (store, ping_id, hash) = (self.store.clone(), ping.id.clone(), body_hash.to_string());
         match self
-            .store
-            .claim_post(&ping.id, body_hash, now, lease_until)
+            .write(async move { store.claim_post(&ping_id, &hash, now, lease_until).await })
             .await?
         {
             Claim::Claimed => {}
@@ -198,7 +198,11 @@ impl Exchange {
             Ok(result) => Ok(result),
             Err(e) => {
                 // Nothing was booked: give the ping back so the post can be retried.
-                if let Err(release) = self.store.release_claim(&ping.id).await {
+                let (store, ping_id) = (self.store.clone(), ping.id.clone());
+                let released = self
+                    .write(async move { store.release_claim(&ping_id).await })
+                    .await;
+                if let Err(release) = released {
                     tracing::error!(error = %release, "could not release a post claim; it frees itself when its lease ends");
                 }
                 Err(e)
@@ -374,8 +378,13 @@ impl Exchange {
             }
         }
         let result = PostResult::unsold(&ping.id, UnsoldReason::AllBuyersRejected).to_json();
-        self.store
-            .record_unsold(&ping.id, &result.to_string(), &attempts)
+        let (store, ping_id, result_json, recorded) = (
+            self.store.clone(),
+            ping.id.clone(),
+            result.to_string(),
+            attempts.clone(),
+        );
+        self.write(async move { store.record_unsold(&ping_id, &result_json, &recorded).await })
             .await?;
         count_posts(&attempts);
         tracing::info!(attempts = attempts.len(), "lead unsold");
@@ -411,7 +420,9 @@ impl Exchange {
                 _ => Vec::new(),
             },
         };
-        self.store.record_sale(&sale, attempts).await?;
+        let (store, attempts) = (self.store.clone(), attempts.to_vec());
+        self.write(async move { store.record_sale(&sale, &attempts).await })
+            .await?;
         let metrics = &crate::metrics::METRICS;
         metrics
             .sales

@@ -11,9 +11,9 @@ use clap::Parser;
 
 use pingpost_load::exchange::{self, Backend};
 use pingpost_load::fleet::{Behaviour, Fleet, Latency};
-use pingpost_load::generator::{Generator, Mode, Stats, Target};
+use pingpost_load::generator::{Generator, Mode, Target};
 use pingpost_load::market::{Market, MarketSpec};
-use pingpost_load::report;
+use pingpost_load::report::{self, CpuTicks, CpuUse, Measured};
 
 #[derive(Parser)]
 struct Args {
@@ -224,31 +224,31 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
     let mut peak: f64 = 0.0;
     for &concurrency in &args.concurrency {
         let mode = Mode::Closed { concurrency };
-        let (c, c_bids) = measured(&fleet, &ceiling, mode, duration).await;
+        let c = measured(&fleet, &ceiling, mode, duration).await;
         settle().await;
-        let (e, e_bids) = measured(&fleet, &exchange, mode, duration).await;
+        let e = measured(&fleet, &exchange, mode, duration).await;
         settle().await;
-        peak = peak.max(e.flows_per_s());
+        peak = peak.max(e.stats.flows_per_s());
         println!(
             "{}",
-            report::rows(&format!("{concurrency} sellers"), &c, c_bids, &e, e_bids)
+            report::rows(&format!("{concurrency} sellers"), &c, &e)
         );
     }
     if args.half_peak && peak > 0.0 {
         let rate_per_s = (peak / 2.0).max(1.0);
         let mode = Mode::Open { rate_per_s };
-        let (c, c_bids) = measured(&fleet, &ceiling, mode, duration).await;
+        let c = measured(&fleet, &ceiling, mode, duration).await;
         settle().await;
-        let (e, e_bids) = measured(&fleet, &exchange, mode, duration).await;
+        let e = measured(&fleet, &exchange, mode, duration).await;
         println!(
             "{}",
-            report::rows(&format!("open {rate_per_s:.0}/s"), &c, c_bids, &e, e_bids)
+            report::rows(&format!("open {rate_per_s:.0}/s"), &c, &e)
         );
         let bound = scenario.behaviour.bid_latency.quantile_ms(2.3263) + 5.0;
         println!(
             "\nAt half of peak ({rate_per_s:.0} flows/s): exchange ping p99 {:.1} ms against a bound of {bound:.1} ms (buyer p99 + 5 ms); ceiling ping p99 {:.1} ms.",
-            report::p99_ms(&e.ping),
-            report::p99_ms(&c.ping),
+            report::p99_ms(&e.stats.ping),
+            report::p99_ms(&c.stats.ping),
         );
     }
     for (i, node) in nodes.iter().enumerate() {
@@ -269,18 +269,28 @@ async fn settle() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
-/// One run, with the bid requests per flow the fleet actually received.
+/// One run, with the bid requests per flow the fleet actually received and the machine's CPU.
 async fn measured(
     fleet: &Fleet,
     generator: &Arc<Generator>,
     mode: Mode,
     duration: Duration,
-) -> (Stats, f64) {
+) -> Measured {
     let (bids_before, _) = fleet.counters.snapshot();
+    let cpu_before = CpuTicks::now();
     let stats = generator.run(mode, duration).await;
+    let cpu = CpuUse::between(cpu_before, CpuTicks::now(), cores(), stats.flows);
     let (bids_after, _) = fleet.counters.snapshot();
-    let per_flow = (bids_after - bids_before) as f64 / stats.flows.max(1) as f64;
-    (stats, per_flow)
+    let bids_per_flow = (bids_after - bids_before) as f64 / stats.flows.max(1) as f64;
+    Measured {
+        stats,
+        bids_per_flow,
+        cpu,
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Pings without posts until `offers` offers stand, then the exchange's resident memory.
