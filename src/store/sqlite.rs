@@ -29,16 +29,6 @@ const READERS_MAX: u32 = 8;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// The background checkpoint task (none for an in-memory database).
-    checkpointer: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        if let Some(task) = &self.checkpointer {
-            task.abort();
-        }
-    }
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -77,11 +67,11 @@ impl SqliteStore {
             // With WAL, NORMAL loses nothing when the process dies (kill -9); only a power
             // cut can take the last commits, which FULL would keep at an fsync per commit.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            // No checkpoint inside a commit: the writer would stop for it, and every ping and
-            // post behind it too (a 40 MiB checkpoint was the p99 of a loaded exchange).
-            // `checkpoint_in_background` copies the WAL back beside the writer instead.
-            .pragma("wal_autocheckpoint", "0");
+            // Checkpoints stay SQLite's own: on the writer, after a commit that leaves 1,000
+            // pages in the WAL. Only the writer can restart the WAL once a checkpoint has
+            // caught up; checkpoints run beside a continuous writer never catch up (the WAL
+            // grew to 3.4 GB in a five-minute load test that tried: load-tests/RESULTS.md).
+            .busy_timeout(Duration::from_secs(5));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
@@ -103,13 +93,7 @@ impl SqliteStore {
                 .await
                 .with_context(|| "opening the SQLite database")?
         };
-        let checkpointer =
-            (!in_memory).then(|| tokio::spawn(checkpoint_in_background(reader.clone())));
-        Ok(SqliteStore {
-            writer,
-            reader,
-            checkpointer,
-        })
+        Ok(SqliteStore { writer, reader })
     }
 
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
@@ -119,31 +103,6 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)
-    }
-}
-
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-/// Copies committed WAL pages back into the database on a reader connection, once a second,
-/// in PASSIVE mode: it never takes the write lock and never waits for a reader, so writers go
-/// on while it works. Once a checkpoint has copied every frame, the next commit starts the
-/// WAL from its beginning, so the file stays the size of about a second of writes. Stopped
-/// when the store is dropped.
-async fn checkpoint_in_background(pool: SqlitePool) {
-    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::query("pragma wal_checkpoint(passive)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(error = %e, "SQLite checkpoint failed; the WAL keeps growing until one succeeds");
-        }
     }
 }
 
