@@ -119,31 +119,13 @@ mod tests {
     use serde_json::json;
     use std::path::Path;
 
-    use crate::config::{Bidding, Caps, Filter};
-    use crate::domain::Sensitive;
+    use crate::config::Filter;
 
     fn buyer(i: usize, vertical: &str, filters: Vec<Filter>) -> Buyer {
         Buyer {
-            id: format!("b{i:03}"),
-            name: format!("buyer {i}"),
             verticals: vec![vertical.to_string()],
-            active: true,
-            bidding: Bidding::Ping {
-                url: "http://127.0.0.1:9/bid".into(),
-            },
-            post_url: "http://127.0.0.1:9/post".into(),
-            timeout_ms: 100,
-            signing_secret: Sensitive::new("secret".into()),
-            api_key_hash: None,
-            max_bid: None,
-            floor: None,
-            sellers_allow: Default::default(),
-            sellers_block: Default::default(),
-            dedupe_days: 0,
-            max_in_flight: 10,
             filters,
-            caps: Caps::default(),
-            schedule: None,
+            ..Buyer::for_tests(&format!("b{i:03}"), "http://127.0.0.1:9")
         }
     }
 

@@ -35,6 +35,27 @@ pub struct Timed<T> {
 pub struct BuyerClient {
     http: reqwest::Client,
     in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Requests in flight to all buyers together. Each holds a connection, and a connection
+    /// is a file descriptor: unbounded, a burst of auctions over many buyers took every
+    /// descriptor the process had, and the database could no longer open its files (sales
+    /// failed with 500s). Past the bound a request is that buyer's error.
+    total_in_flight: Arc<Semaphore>,
+}
+
+/// Descriptors kept back from buyer connections: the database, the sellers' connections,
+/// Redis, logs.
+fn descriptors_kept_back(limit: u64) -> u64 {
+    (limit / 4).max(256)
+}
+
+/// Buyer requests in flight at once, from the process's open-files limit: half of what is
+/// not kept back, the other half for the idle connections the pool keeps after a burst.
+fn total_in_flight_max() -> usize {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    (limit.saturating_sub(descriptors_kept_back(limit)) / 2)
+        .clamp(64, Semaphore::MAX_PERMITS as u64) as usize
 }
 
 /// `v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.
@@ -49,19 +70,28 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
 
 impl BuyerClient {
     pub fn new() -> anyhow::Result<BuyerClient> {
+        BuyerClient::with_total_in_flight(total_in_flight_max())
+    }
+
+    /// A client that has at most `total` requests in flight to all buyers together.
+    pub fn with_total_in_flight(total: usize) -> anyhow::Result<BuyerClient> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             // Below the keep-alive of common servers, so a pooled connection is not reused
             // just as the buyer closes it.
             .pool_idle_timeout(Duration::from_secs(4))
-            .pool_max_idle_per_host(256)
+            // Idle connections kept per buyer after a burst: enough for 64 auctions at once
+            // without reconnecting, few enough that idle connections to many buyers do not
+            // take the descriptors the requests in flight need.
+            .pool_max_idle_per_host(64)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pingpost/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(BuyerClient {
             http,
             in_flight: Arc::default(),
+            total_in_flight: Arc::new(Semaphore::new(total)),
         })
     }
 
@@ -101,9 +131,11 @@ impl BuyerClient {
     ) -> Timed<T> {
         let started = Instant::now();
         let semaphore = self.semaphore(buyer);
-        let outcome = match semaphore.try_acquire() {
-            Err(_) => Outcome::Error("too many requests in flight to this buyer".into()),
-            Ok(_permit) => {
+        let permits = (semaphore.try_acquire(), self.total_in_flight.try_acquire());
+        let outcome = match permits {
+            (Err(_), _) => Outcome::Error("too many requests in flight to this buyer".into()),
+            (_, Err(_)) => Outcome::Error("too many requests in flight to all buyers".into()),
+            (Ok(_buyer), Ok(_total)) => {
                 let exchange = self.exchange(buyer, url, body);
                 match tokio::time::timeout(timeout, exchange).await {
                     Err(_) => Outcome::Timeout,
@@ -178,6 +210,58 @@ pub fn fixed_bid(price: Money) -> BidAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With room for one request in flight across all buyers, a second buyer's request
+    /// fails at once as that buyer's error while the first waits on its silent buyer.
+    #[tokio::test]
+    async fn requests_in_flight_to_all_buyers_are_bounded() {
+        // A buyer that accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = BuyerClient::with_total_in_flight(1).unwrap();
+        let (first, second) = (
+            Buyer::for_tests("first", &base),
+            Buyer::for_tests("second", &base),
+        );
+        let url = format!("{base}/bid");
+        let waiting = client.bid(&first, &url, b"{}".to_vec(), Duration::from_millis(500));
+        let refused = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let started = Instant::now();
+            let timed = client
+                .bid(&second, &url, b"{}".to_vec(), Duration::from_millis(500))
+                .await;
+            (timed, started.elapsed())
+        };
+        let (waited, (refused, took)) = tokio::join!(waiting, refused);
+        assert_eq!(waited.outcome, Outcome::Timeout);
+        assert_eq!(
+            refused.outcome,
+            Outcome::Error("too many requests in flight to all buyers".into())
+        );
+        assert!(
+            took < Duration::from_millis(100),
+            "refused at once: {took:?}"
+        );
+        // The permit comes back with the answer (here, the timeout).
+        let after = client
+            .bid(&second, &url, b"{}".to_vec(), Duration::from_millis(50))
+            .await;
+        assert_eq!(after.outcome, Outcome::Timeout);
+    }
+
+    #[test]
+    fn the_bound_keeps_descriptors_back_for_the_rest() {
+        assert_eq!(descriptors_kept_back(1024), 256);
+        assert_eq!(descriptors_kept_back(20_000), 5_000);
+        assert!(total_in_flight_max() >= 64);
+    }
 
     #[test]
     fn signature_is_hmac_of_timestamp_dot_body() {

@@ -94,6 +94,35 @@ pub struct Buyer {
     pub schedule: Option<Schedule>,
 }
 
+#[cfg(test)]
+impl Buyer {
+    /// An active pinged buyer of `auto` at `base` (`/bid`, `/post`), with no filters or caps.
+    pub(crate) fn for_tests(id: &str, base: &str) -> Buyer {
+        Buyer {
+            id: id.to_string(),
+            name: format!("buyer {id}"),
+            verticals: vec!["auto".to_string()],
+            active: true,
+            bidding: Bidding::Ping {
+                url: format!("{base}/bid"),
+            },
+            post_url: format!("{base}/post"),
+            timeout_ms: 100,
+            signing_secret: Sensitive::new("secret".into()),
+            api_key_hash: None,
+            max_bid: None,
+            floor: None,
+            sellers_allow: Default::default(),
+            sellers_block: Default::default(),
+            dedupe_days: 0,
+            max_in_flight: 10,
+            filters: Vec::new(),
+            caps: Caps::default(),
+            schedule: None,
+        }
+    }
+}
+
 /// Longest a buyer may be given to answer, whatever its file says.
 const TIMEOUT_MS_MAX: u64 = 30_000;
 

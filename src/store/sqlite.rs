@@ -49,6 +49,10 @@ pub(super) fn classify(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_string())
         }
+        // SQLITE_CANTOPEN: the file cannot be opened now (out of descriptors, disk gone).
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("14") => {
+            StoreError::Unavailable(error.into())
+        }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)

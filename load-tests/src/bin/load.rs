@@ -23,8 +23,9 @@ struct Args {
     /// ten, hundred, tenk, tail, fallback, pg, hundred-pg, nodes3, memory.
     #[arg(long, value_delimiter = ',', default_value = "ten")]
     scenario: Vec<String>,
-    /// Closed-loop sellers, one run each.
-    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    /// Closed-loop sellers, one run each. 256 sellers at 100 buyers per auction need more
+    /// connections than this machine gives one process (the ceiling's client fails).
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
     concurrency: Vec<usize>,
     /// Seconds per measured run.
     #[arg(long, default_value_t = 10)]
