@@ -220,8 +220,6 @@ pub trait Store: Send + Sync + 'static {
         self.insert_pings(std::slice::from_ref(ping)).await
     }
     async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>>;
-    /// The valid bids of a ping, best first.
-    async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>>;
     /// A ping with its valid bids, best first, in one read: what a post starts from.
     async fn get_offer(&self, id: &str) -> StoreResult<Option<(PingRow, Vec<RankedBid>)>>;
 

@@ -296,26 +296,6 @@ impl Store for PgStore {
         Ok(Some((ping, bids)))
     }
 
-    async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {
-        let rows = sqlx::query(
-            "select buyer_id, price, bid_id from bid \
-             where ping_id = $1 and rank is not null order by rank",
-        )
-        .bind(ping_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(RankedBid {
-                    buyer_id: r.get("buyer_id"),
-                    price: to_money(r.get("price"))?,
-                    bid_id: r.get("bid_id"),
-                })
-            })
-            .collect()
-    }
-
     async fn claim_post(
         &self,
         ping_id: &str,

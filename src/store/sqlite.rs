@@ -292,22 +292,6 @@ impl Store for SqliteStore {
         Ok(Some((ping, bids)))
     }
 
-    async fn ranked_bids(&self, ping_id: &str) -> StoreResult<Vec<RankedBid>> {
-        let rows = sqlx::query("select buyer_id, price_cents, bid_id from bid where ping_id = ? and rank is not null order by rank")
-            .bind(ping_id)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RankedBid {
-                buyer_id: r.get("buyer_id"),
-                price: Money::from_cents(r.get("price_cents")),
-                bid_id: r.get("bid_id"),
-            })
-            .collect())
-    }
-
     async fn claim_post(
         &self,
         ping_id: &str,
