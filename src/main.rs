@@ -1,5 +1,10 @@
 //! The `pingpost` command: serve the exchange, apply migrations, or run the demo buyers.
 
+// jemalloc instead of the system allocator: see Cargo.toml.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 
 use anyhow::Context;

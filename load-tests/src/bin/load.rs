@@ -3,6 +3,11 @@
 //!
 //! Everything stays on 127.0.0.1: the fleet, the exchange nodes, PostgreSQL and Redis.
 
+// The exchange's allocator, so the ceiling runs on the same one.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
