@@ -79,6 +79,9 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
+            // A file on this machine has no connection to lose: the pool's test before each
+            // acquire would only cost one more trip to the connection's thread.
+            .test_before_acquire(false)
             // 16 MiB of page cache for the writer (SQLite's default, kept by the readers, is
             // 2 MiB): the hot pages of the ping, bid and ledger tables stay in memory between
             // its transactions.
@@ -93,6 +96,7 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(READERS_MAX)
                 .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .with_context(|| "opening the SQLite database")?

@@ -21,6 +21,7 @@ on_both_backends!(
     concurrent_posts_claim_once_and_sell_once,
     concurrent_sales_keep_the_rollup_exact_through_compaction,
     the_ping_writer_commits_each_ping_and_isolates_a_bad_one,
+    writes_at_once_fail_alone_and_leave_nothing_half_written,
 );
 
 async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
@@ -523,13 +524,14 @@ async fn concurrent_sales_keep_the_rollup_exact_through_compaction(books: Books)
     let returned = return_of(store, "lead_3", t0() + TimeDelta::minutes(5)).await;
     store.record_return(&returned).await.unwrap();
     if let Sql::Pg(_) = books.sql {
-        // A shard left by another node's connection, as a row of its own.
+        // A shard left by another node's connection, as a row of its own (unless one of the
+        // sales above already wrote shard 31: a connection's shard is its backend pid % 32).
         books
             .sql
             .all_or_nothing(&[format!(
                 "insert into revenue_hourly (dimension, group_key, hour_start, shard, leads_sold, \
                  gross, payouts, margin, returns, returned_amount, returned_margin) values \
-                 ('all', '', '{}', 31, 0, 0, 0, 0, 0, 0, 0)",
+                 ('all', '', '{}', 31, 0, 0, 0, 0, 0, 0, 0) on conflict do nothing",
                 hour.to_rfc3339()
             )])
             .await
@@ -629,6 +631,114 @@ async fn the_ping_writer_commits_each_ping_and_isolates_a_bad_one(books: Books) 
     }
     assert_eq!(books.sql.count("select count(*) from ping").await, 40);
     assert_eq!(books.sql.count("select count(*) from bid").await, 40 * 5);
+}
+
+/// Sales, an unsold post, claims and a return sent at once: each gets its own answer, a sale
+/// refused half-way through its statements (after its ping was marked sold) leaves none of
+/// them behind, and the others are booked whole.
+async fn writes_at_once_fail_alone_and_leave_nothing_half_written(books: Books) {
+    let store = &*books.store;
+    let now = t0();
+    sell(store, "ping_taken", "lead_taken", now).await;
+    for i in 0..10 {
+        store
+            .insert_ping(&offer(&format!("ping_{i}"), now))
+            .await
+            .unwrap();
+    }
+    let returned = return_of(store, "lead_taken", now + TimeDelta::minutes(1)).await;
+    let mut sales: Vec<_> = (0..8)
+        .map(|i| sale_of(&format!("ping_{i}"), &format!("lead_{i}"), "14.99", now))
+        .collect();
+    // Refused after its ping is marked sold and its ledger rows are written: the lead id is taken.
+    sales[4].lead_id = "lead_taken".into();
+    sales[4].transaction.lead_id = "lead_taken".into();
+    // Refused by the database's cap check, before it writes anything.
+    sales[6].cap_windows = vec![pingpost::auction::CapWindow {
+        key: "day:2026-03-02".into(),
+        start: now - TimeDelta::hours(10),
+        end: now + TimeDelta::hours(14),
+        count_max: Some(1),
+        spend_max_cents: None,
+    }];
+    let attempts = [attempt("accepted", now)];
+    let rejected = [attempt("rejected", now)];
+    let lease = now + TimeDelta::seconds(30);
+    let (sold, unsold, claims, returns) = tokio::join!(
+        join_all(sales.iter().map(|s| store.record_sale(s, &attempts))),
+        store.record_unsold("ping_8", r#"{"status":"unsold"}"#, &rejected),
+        join_all(["a", "b"].map(|h| store.claim_post("ping_9", h, now, lease))),
+        store.record_return(&returned),
+    );
+    for (i, outcome) in sold.iter().enumerate() {
+        match i {
+            4 => assert!(
+                matches!(outcome, Err(StoreError::Conflict(_))),
+                "{outcome:?}"
+            ),
+            6 => assert!(
+                matches!(outcome, Err(StoreError::CapExceeded)),
+                "{outcome:?}"
+            ),
+            _ => assert!(outcome.is_ok(), "sale {i}: {outcome:?}"),
+        }
+    }
+    unsold.unwrap();
+    returns.unwrap();
+    let claimed = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Claimed)))
+        .count();
+    assert_eq!(claimed, 1, "{claims:?}");
+
+    // The refused sales left their pings open for another try, and nothing else.
+    for ping in ["ping_4", "ping_6"] {
+        let row = store.get_ping(ping).await.unwrap().unwrap();
+        assert_eq!(row.status, PingStatus::Offer, "{ping}");
+        assert_eq!(row.lead_id, None, "{ping}");
+    }
+    for refused in [&sales[4], &sales[6]] {
+        let entries = books
+            .sql
+            .count(&format!(
+                "select count(*) from ledger_entry where transaction_id = '{}'",
+                refused.transaction.id
+            ))
+            .await;
+        assert_eq!(entries, 0, "no ledger rows of a refused sale");
+    }
+    // lead_taken and the six sales that went through; the return reverses lead_taken.
+    assert_eq!(books.sql.count("select count(*) from sale").await, 7);
+    assert_eq!(
+        books.sql.count("select count(*) from post_attempt").await,
+        1 + 6 + 1
+    );
+    assert_eq!(
+        books
+            .sql
+            .count("select count(*) from ledger_transaction")
+            .await,
+        8
+    );
+    assert_eq!(
+        books.sql.count("select count(*) from ledger_entry").await,
+        8 * 3
+    );
+    assert_eq!(
+        books
+            .sql
+            .count(books.sql.named(
+                "select cast(coalesce(sum(amount), 0) * 100 as bigint) from ledger_entry",
+                "select coalesce(sum(amount_cents), 0) from ledger_entry",
+            ))
+            .await,
+        0,
+        "the books balance"
+    );
+    assert_eq!(
+        store.get_ping("ping_8").await.unwrap().unwrap().status,
+        PingStatus::Unsold
+    );
 }
 
 /// SQLite's write-ahead log stays bounded under a steady stream of writes with readers
