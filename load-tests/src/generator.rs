@@ -142,9 +142,17 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(target: Target, market: Arc<Market>) -> anyhow::Result<Generator> {
+        let idle_per_host = match target {
+            // The exchange's own setting (`buyer_client`): kept without a bound, the bare
+            // client's idle connections to 100 buyer ports took every descriptor the process
+            // has in `tenk`, and the fleet beside it could no longer accept.
+            Target::Ceiling { .. } => 64,
+            // The sellers' connections to the exchange: one per seller.
+            Target::Exchange { .. } => 4096,
+        };
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(4096)
+            .pool_max_idle_per_host(idle_per_host)
             // Short, so the ceiling's connections are gone before the exchange's run starts.
             .pool_idle_timeout(Duration::from_secs(2))
             .build()?;

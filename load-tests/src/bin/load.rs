@@ -9,6 +9,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,10 +284,17 @@ async fn measured(
     duration: Duration,
 ) -> Measured {
     let (bids_before, _) = fleet.counters.snapshot();
+    let refused_before = fleet.counters.accept_errors.load(Ordering::Relaxed);
     let cpu_before = CpuTicks::now();
     let stats = generator.run(mode, duration).await;
     let cpu = CpuUse::between(cpu_before, CpuTicks::now(), cores(), stats.flows);
     let (bids_after, _) = fleet.counters.snapshot();
+    let refused = fleet.counters.accept_errors.load(Ordering::Relaxed) - refused_before;
+    if refused > 0 {
+        println!(
+            "> the fleet failed to accept {refused} connections during this run (out of descriptors): its numbers are not clean\n"
+        );
+    }
     let bids_per_flow = (bids_after - bids_before) as f64 / stats.flows.max(1) as f64;
     Measured {
         stats,
