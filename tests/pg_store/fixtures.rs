@@ -176,6 +176,15 @@ impl Sql {
         .expect("counting")
     }
 
+    /// What the books hold: (sales, ledger transactions, ledger entries).
+    pub async fn books(&self) -> (i64, i64, i64) {
+        (
+            self.count("select count(*) from sale").await,
+            self.count("select count(*) from ledger_transaction").await,
+            self.count("select count(*) from ledger_entry").await,
+        )
+    }
+
     pub fn entry(&self, txn: &str, account: &str, cents: i64) -> String {
         match self {
             Sql::Pg(_) => format!(
