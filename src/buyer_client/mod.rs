@@ -33,7 +33,10 @@ pub struct Timed<T> {
 
 #[derive(Clone)]
 pub struct BuyerClient {
-    http: reqwest::Client,
+    /// One HTTP client, and so one connection pool, per thread that sends: a connection's
+    /// task lives on the thread that opened it, and a request from another thread crossed
+    /// to it and back (two wake-ups of another thread per request; see load-tests/RESULTS.md).
+    http: Arc<thread_local::ThreadLocal<reqwest::Client>>,
     in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     /// Requests in flight to all buyers together. Each holds a connection, and a connection
     /// is a file descriptor: unbounded, a burst of auctions over many buyers took every
@@ -48,13 +51,15 @@ fn descriptors_kept_back(limit: u64) -> u64 {
     (limit / 4).max(256)
 }
 
-/// Buyer requests in flight at once, from the process's open-files limit: half of what is
-/// not kept back, the other half for the idle connections the pool keeps after a burst.
+/// Buyer requests in flight at once, from the process's open-files limit: a share of what
+/// is not kept back, the other shares for the idle connections each sending thread's pool
+/// may keep after a burst (one pool per HTTP worker, as many workers as cores).
 fn total_in_flight_max() -> usize {
     let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
-    (limit.saturating_sub(descriptors_kept_back(limit)) / 2)
+    let pools = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    (limit.saturating_sub(descriptors_kept_back(limit)) / (1 + pools))
         .clamp(64, Semaphore::MAX_PERMITS as u64) as usize
 }
 
@@ -68,6 +73,22 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        // Below the keep-alive of common servers, so a pooled connection is not reused
+        // just as the buyer closes it.
+        .pool_idle_timeout(Duration::from_secs(4))
+        // Idle connections kept per buyer after a burst: enough for 64 auctions at once
+        // without reconnecting, few enough that idle connections to many buyers do not
+        // take the descriptors the requests in flight need.
+        .pool_max_idle_per_host(64)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("pingpost/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 impl BuyerClient {
     pub fn new() -> anyhow::Result<BuyerClient> {
         BuyerClient::with_total_in_flight(total_in_flight_max())
@@ -75,24 +96,20 @@ impl BuyerClient {
 
     /// A client that has at most `total` requests in flight to all buyers together.
     pub fn with_total_in_flight(total: usize) -> anyhow::Result<BuyerClient> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            // Below the keep-alive of common servers, so a pooled connection is not reused
-            // just as the buyer closes it.
-            .pool_idle_timeout(Duration::from_secs(4))
-            // Idle connections kept per buyer after a burst: enough for 64 auctions at once
-            // without reconnecting, few enough that idle connections to many buyers do not
-            // take the descriptors the requests in flight need.
-            .pool_max_idle_per_host(64)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("pingpost/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // Built once here so that a bad setting fails at start-up, not on a request.
+        let http = thread_local::ThreadLocal::new();
+        http.get_or_try(http_client)?;
         Ok(BuyerClient {
-            http,
+            http: Arc::new(http),
             in_flight: Arc::default(),
             total_in_flight: Arc::new(Semaphore::new(total)),
         })
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        // Building cannot fail where it succeeded once at start-up with the same settings.
+        self.http
+            .get_or(|| http_client().expect("the buyer client's settings were checked at start-up"))
     }
 
     fn semaphore(&self, buyer: &Buyer) -> Arc<Semaphore> {
@@ -165,7 +182,7 @@ impl BuyerClient {
             .unwrap_or(0);
         let signature = signature(buyer.signing_secret.expose(), timestamp, &body);
         let mut response = self
-            .http
+            .http()
             .post(url)
             .header("content-type", "application/json")
             .header("x-pingpost-timestamp", timestamp.to_string())

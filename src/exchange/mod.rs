@@ -38,10 +38,11 @@ pub struct Exchange {
     /// Key for the keyed hashes of personal data (dedupe keys, post body hashes).
     hash_key: Vec<u8>,
     /// Group commit of the ping log; `None` outside a tokio runtime, where each ping is
-    /// written on its own.
+    /// written on its own, and when the store groups them itself (SQLite).
     ping_writer: Option<PingWriter>,
     /// The runtime the exchange was built on (the main thread's, in `serve`), where the
-    /// writes of posts run: see `Exchange::write`.
+    /// writes of posts run: see `Exchange::write`. `None` when the store runs each write on
+    /// a thread of its own (SQLite).
     writes: Option<tokio::runtime::Handle>,
 }
 
@@ -53,7 +54,9 @@ impl Exchange {
         client: BuyerClient,
         hash_key: Vec<u8>,
     ) -> Exchange {
-        let writes = tokio::runtime::Handle::try_current().ok();
+        let writes = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|_| !store.runs_writes_itself());
         let ping_writer = writes.as_ref().map(|_| PingWriter::start(store.clone()));
         Exchange {
             ping_writer,
@@ -71,10 +74,11 @@ impl Exchange {
 
     /// Runs a store write (a claim, a sale, an unsold post) on the runtime the exchange was
     /// built on, and waits for it. A request's own task runs on a busy HTTP worker; a write
-    /// transaction holds the database's one writer (SQLite) or a row lock (PostgreSQL) from
-    /// statement to statement, and on the worker each hand-back waited behind every other
-    /// request's work. There, only writes and the ping log run. A write, once begun, also
-    /// finishes even if the request that asked for it goes away.
+    /// transaction holds a row lock (PostgreSQL) from statement to statement, and on the
+    /// worker each hand-back waited behind every other request's work. There, only writes and
+    /// the ping log run. A write, once begun, also finishes even if the request that asked for
+    /// it goes away. SQLite's store runs each write whole on its writer's thread, which gives
+    /// both already: its writes are awaited here directly.
     pub(crate) async fn write<T, F>(&self, write: F) -> StoreResult<T>
     where
         T: Send + 'static,

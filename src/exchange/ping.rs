@@ -243,7 +243,7 @@ impl Exchange {
         let status = ping.status;
         match &self.ping_writer {
             Some(writer) => writer.write(ping).await?,
-            None => self.store.insert_ping(&ping).await?,
+            None => self.store.log_ping(ping).await?,
         }
         metrics
             .pings

@@ -219,6 +219,18 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_ping(&self, ping: &NewPing) -> StoreResult<()> {
         self.insert_pings(std::slice::from_ref(ping)).await
     }
+    /// Records a ping for the auction that waits on it. SQLite's writer thread groups the pings
+    /// it finds waiting into one transaction; on the other backend this is `insert_ping`, and
+    /// the exchange groups them first (`PingWriter`).
+    async fn log_ping(&self, ping: NewPing) -> StoreResult<()> {
+        self.insert_ping(&ping).await
+    }
+    /// Whether each write runs whole on a thread of the store's own, where a request that goes
+    /// away cannot cut it short, and pings are grouped there (SQLite). Otherwise the exchange
+    /// runs writes on a runtime of its own and groups pings itself.
+    fn runs_writes_itself(&self) -> bool {
+        false
+    }
     async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>>;
     /// A ping with its valid bids, best first, in one read: what a post starts from.
     async fn get_offer(&self, id: &str) -> StoreResult<Option<(PingRow, Vec<RankedBid>)>>;

@@ -1,62 +1,11 @@
 //! The finance reports' queries on SQLite, and the hourly revenue rollup's writes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::{classify, micros, time};
-use crate::ledger::{Transaction, TransactionKind};
+use crate::ledger::TransactionKind;
 use crate::store::*;
-
-/// Adds a sale's or a return's ledger transaction to the rollup: one upsert of its four
-/// groups, among the statements of its database transaction.
-pub(super) fn push_rollup<'a>(
-    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
-    t: &Transaction,
-    sums: RevenueSums,
-    keys: [(&'static str, &'a str); 4],
-) {
-    let hour = micros(hour_start(t.created_at));
-    q.push(
-        "insert into revenue_hourly (dimension, group_key, hour_start, leads_sold, gross_cents, \
-         payouts_cents, margin_cents, returns, returned_cents, returned_margin_cents) ",
-    );
-    q.push_values(keys, |mut row, (dimension, group)| {
-        row.push_bind(dimension)
-            .push_bind(group)
-            .push_bind(hour)
-            .push_bind(sums.leads_sold)
-            .push_bind(sums.gross_cents)
-            .push_bind(sums.payouts_cents)
-            .push_bind(sums.margin_cents)
-            .push_bind(sums.returns)
-            .push_bind(sums.returned_cents)
-            .push_bind(sums.returned_margin_cents);
-    });
-    q.push(
-        " on conflict (dimension, hour_start, group_key) do update set \
-         leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
-         gross_cents = revenue_hourly.gross_cents + excluded.gross_cents, \
-         payouts_cents = revenue_hourly.payouts_cents + excluded.payouts_cents, \
-         margin_cents = revenue_hourly.margin_cents + excluded.margin_cents, \
-         returns = revenue_hourly.returns + excluded.returns, \
-         returned_cents = revenue_hourly.returned_cents + excluded.returned_cents, \
-         returned_margin_cents = revenue_hourly.returned_margin_cents + excluded.returned_margin_cents; ",
-    );
-}
-
-/// The rollup's groups of a lead's sale, for its return.
-pub(super) async fn sale_keys(
-    tx: &mut SqliteConnection,
-    lead_id: &str,
-) -> StoreResult<(String, String, String)> {
-    let row = sqlx::query("select buyer_id, seller_id, vertical from sale where lead_id = ?")
-        .bind(lead_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?
-        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("a return of a lead never sold")))?;
-    Ok((row.get(0), row.get(1), row.get(2)))
-}
 
 /// The same statement as the backfill of migrations/sqlite/0002_reports.sql.
 const ROLLUP_REBUILD: &str = "with txn as ( \
@@ -84,21 +33,19 @@ select dimension, group_key, hour_start, sum(kind = 'sale'), \
        sum(case when kind = 'return' then -exchange_cents else 0 end) \
 from cell group by dimension, group_key, hour_start";
 
-pub(super) async fn rebuild_rollup(pool: &SqlitePool) -> StoreResult<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-    sqlx::query("delete from revenue_hourly")
-        .execute(&mut *tx)
-        .await
+/// Runs on the writer's connection (`writer.rs`), in one transaction.
+pub(super) fn rebuild_rollup(connection: &mut rusqlite::Connection) -> StoreResult<()> {
+    use super::writer::classify;
+    let tx = connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(classify)?;
-    sqlx::query(ROLLUP_REBUILD)
-        .execute(&mut *tx)
-        .await
+    tx.execute("delete from revenue_hourly", [])
         .map_err(classify)?;
-    tx.commit().await.map_err(classify)?;
+    tx.execute(ROLLUP_REBUILD, []).map_err(classify)?;
+    tx.commit().map_err(classify)?;
     // Every row is new: fresh statistics, so that reports are planned for the table as it is.
-    sqlx::query("analyze revenue_hourly")
-        .execute(pool)
-        .await
+    connection
+        .execute("analyze revenue_hourly", [])
         .map_err(classify)?;
     Ok(())
 }

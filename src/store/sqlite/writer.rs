@@ -1,0 +1,729 @@
+//! SQLite's one writer: a thread of its own that holds the one write connection and runs the
+//! writes as they come, with group commit.
+//!
+//! Through sqlx's driver every statement was a message to the connection's thread and its
+//! result a message back, with the write lock held across each trip: a sale was five trips,
+//! and under load the wake-ups, not SQLite, were most of the writer's time and most of the
+//! exchange's latency (load-tests/RESULTS.md). Here a write is one message in and one answer
+//! out, and its statements are prepared once and kept.
+//!
+//! Group commit: the writes found waiting together (pings, claims, sales, returns) run in one
+//! transaction, each under a savepoint of its own, so one write's error (a cap, a conflict)
+//! rolls back that write alone; one commit, whose pages the batch shares, then answers them
+//! all. No answer leaves before its commit: no offer for a ping that is not in the books, no
+//! sale reported that is not booked. A job, once sent, runs to its end even if the request
+//! that sent it goes away, so no write is left half-done.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ledger::Transaction;
+use crate::store::*;
+
+/// Writes waiting for the thread; a full queue makes the sender wait (back-pressure).
+const QUEUE_MAX: usize = 1_024;
+/// Statements kept prepared on the write connection.
+const STATEMENTS_CACHED: usize = 64;
+/// Most writes in one transaction.
+const BATCH_JOBS_MAX: usize = 256;
+/// Most bid rows in one transaction (a ping carries up to 1,000).
+const BATCH_BIDS_MAX: usize = 20_000;
+
+/// What a write leaves for its caller until the batch's commit is known: whether its own
+/// statements succeeded, and how to answer.
+struct Written {
+    ok: bool,
+    answer: Answer,
+}
+
+/// Sends a write's result, or the batch's failure to commit.
+type Answer = Box<dyn FnOnce(Option<&CommitFailed>) + Send>;
+
+/// The batch's transaction did not begin or did not commit: nothing of it was written.
+struct CommitFailed {
+    message: String,
+    unavailable: bool,
+}
+
+impl CommitFailed {
+    fn new(error: rusqlite::Error) -> CommitFailed {
+        let message = error.to_string();
+        let unavailable = matches!(classify(error), StoreError::Unavailable(_));
+        CommitFailed {
+            message,
+            unavailable,
+        }
+    }
+
+    fn error(&self) -> StoreError {
+        let error = anyhow::anyhow!("the write's transaction failed: {}", self.message);
+        if self.unavailable {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Other(error)
+        }
+    }
+}
+
+/// A write: given the connection inside the batch's transaction, it runs; given the failure
+/// to begin that transaction, it only answers.
+type Write = Box<dyn FnOnce(Result<&Connection, &CommitFailed>) -> Option<Written> + Send>;
+
+enum Job {
+    /// A ping for the log: the pings of a batch share one savepoint too.
+    Ping {
+        ping: Box<NewPing>,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
+    /// A write's statements, run in the batch's transaction under a savepoint of its own.
+    Write(Write),
+    /// Work on the connection outside any batch (it runs its own transactions).
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Opens the write connection on the database file and starts its thread. The thread ends
+    /// when the `Writer` is dropped, after the jobs already sent.
+    pub(super) fn open(path: &Path, busy_timeout: Duration) -> anyhow::Result<Writer> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(busy_timeout)?;
+        // As the readers (see `SqliteStore::connect`): WAL, whose NORMAL sync loses nothing
+        // when the process dies; foreign keys on. 16 MiB of page cache for the hot pages of
+        // the ping, bid and ledger tables; savepoints' journals in memory, not in temp files.
+        connection.pragma_update(None, "journal_mode", "wal")?;
+        connection.pragma_update(None, "synchronous", "normal")?;
+        connection.pragma_update(None, "foreign_keys", "on")?;
+        connection.pragma_update(None, "cache_size", -16_384)?;
+        connection.pragma_update(None, "temp_store", "memory")?;
+        connection.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
+        let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_jobs(connection, queue))?;
+        Ok(Writer { jobs })
+    }
+
+    async fn send<T>(&self, job: Job, answer: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Other(anyhow::anyhow!(
+                "a write on SQLite's writer thread did not finish"
+            )))
+        })
+    }
+
+    /// Runs `work` on the write connection alone, outside any batch and transaction.
+    pub(super) async fn run<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel();
+        let job = Job::Alone(Box::new(move |connection| {
+            let _ = done.send(work(connection));
+        }));
+        self.send(job, answer).await
+    }
+
+    /// Runs `write` in a transaction, with whatever other writes are waiting: its statements
+    /// are kept if it returns `Ok` (and answered once committed) and rolled back whole if it
+    /// returns an error.
+    pub(super) async fn transaction<T, F>(&self, write: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (done, answer) = oneshot::channel();
+        let job = Job::Write(Box::new(move |begun| {
+            let connection = match begun {
+                Ok(connection) => connection,
+                Err(failed) => {
+                    let _ = done.send(Err(failed.error()));
+                    return None;
+                }
+            };
+            let result = write(connection);
+            Some(Written {
+                ok: result.is_ok(),
+                answer: Box::new(move |failed| {
+                    let _ = done.send(match (failed, result) {
+                        (Some(failed), Ok(_)) => Err(failed.error()),
+                        (_, result) => result,
+                    });
+                }),
+            })
+        }));
+        self.send(job, answer).await
+    }
+
+    /// Records a ping with the other writes waiting for the thread, and returns once it is
+    /// committed (no offer is made for a ping that is not in the books).
+    pub(super) async fn log_ping(&self, ping: NewPing) -> StoreResult<()> {
+        let (done, answer) = oneshot::channel();
+        let ping = Box::new(ping);
+        self.send(Job::Ping { ping, done }, answer).await
+    }
+}
+
+fn run_jobs(mut connection: Connection, mut queue: mpsc::Receiver<Job>) {
+    let mut next = queue.blocking_recv();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Alone(work) => {
+                // A panic drops the job's answer (its caller gets an error) and leaves the
+                // thread serving the others; an open transaction rolls back on unwind.
+                if catch_unwind(AssertUnwindSafe(|| work(&mut connection))).is_err() {
+                    tracing::error!("a write on SQLite's writer thread panicked");
+                }
+            }
+            first => {
+                let mut batch = Batch::default();
+                batch.add(first);
+                while !batch.is_full() {
+                    match queue.try_recv() {
+                        Ok(Job::Alone(work)) => {
+                            next = Some(Job::Alone(work));
+                            break;
+                        }
+                        Ok(job) => batch.add(job),
+                        Err(_) => break,
+                    }
+                }
+                // The writes' own panics are caught under their savepoints; one here would
+                // leave the transaction open, so it is rolled back before the next batch.
+                if catch_unwind(AssertUnwindSafe(|| batch.run(&connection))).is_err() {
+                    tracing::error!("a batch on SQLite's writer thread panicked");
+                    let _ = statement(&connection, "ROLLBACK");
+                }
+            }
+        }
+        if next.is_none() {
+            next = queue.blocking_recv();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    pings: Vec<NewPing>,
+    ping_answers: Vec<oneshot::Sender<StoreResult<()>>>,
+    bids: usize,
+    writes: Vec<Write>,
+}
+
+impl Batch {
+    fn add(&mut self, job: Job) {
+        match job {
+            Job::Ping { ping, done } => {
+                self.bids += ping.bids.len();
+                self.pings.push(*ping);
+                self.ping_answers.push(done);
+            }
+            Job::Write(write) => self.writes.push(write),
+            Job::Alone(_) => unreachable!("work alone is never batched"),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.pings.len() + self.writes.len() >= BATCH_JOBS_MAX || self.bids >= BATCH_BIDS_MAX
+    }
+
+    /// One transaction: the pings, then each write in the order it came, each under a
+    /// savepoint; then the commit, and every answer.
+    fn run(self, connection: &Connection) {
+        let Batch {
+            pings,
+            ping_answers,
+            writes,
+            ..
+        } = self;
+        // IMMEDIATE takes the write lock up front, so a transaction never fails half-way
+        // on a lock upgrade; another process's writers wait up to the busy timeout.
+        if let Err(e) = statement(connection, "BEGIN IMMEDIATE") {
+            let failed = CommitFailed::new(e);
+            for answer in ping_answers {
+                let _ = answer.send(Err(failed.error()));
+            }
+            for write in writes {
+                write(Err(&failed));
+            }
+            return;
+        }
+        let ping_results = log_pings(connection, &pings);
+        let written: Vec<Option<Written>> = writes
+            .into_iter()
+            .map(|write| in_savepoint(connection, write))
+            .collect();
+        let failed = match statement(connection, "COMMIT") {
+            Ok(()) => None,
+            Err(e) => {
+                let _ = statement(connection, "ROLLBACK");
+                Some(CommitFailed::new(e))
+            }
+        };
+        for (answer, result) in ping_answers.into_iter().zip(ping_results) {
+            let _ = answer.send(match (&failed, result) {
+                (Some(failed), Ok(())) => Err(failed.error()),
+                (_, result) => result,
+            });
+        }
+        for written in written.into_iter().flatten() {
+            (written.answer)(failed.as_ref());
+        }
+    }
+}
+
+/// Runs a prepared, kept statement with no parameters (`BEGIN`, `SAVEPOINT`, …).
+fn statement(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Runs `write` under a savepoint, kept if it succeeded and rolled back if it failed or
+/// panicked (then `None`: the panic dropped its answer, and its caller gets an error).
+fn in_savepoint(connection: &Connection, write: Write) -> Option<Written> {
+    if let Err(e) = statement(connection, "SAVEPOINT write") {
+        return write(Err(&CommitFailed::new(e)));
+    }
+    let written = catch_unwind(AssertUnwindSafe(|| write(Ok(connection))));
+    let keep = matches!(&written, Ok(Some(w)) if w.ok);
+    if !keep {
+        let _ = statement(connection, "ROLLBACK TO write");
+    }
+    let _ = statement(connection, "RELEASE write");
+    if written.is_err() {
+        tracing::error!("a write on SQLite's writer thread panicked; it was rolled back");
+    }
+    written.ok().flatten()
+}
+
+/// The batch's pings under one savepoint; if that fails, each ping under its own, so that
+/// one bad ping (a taken id) does not refuse the others.
+fn log_pings(connection: &Connection, pings: &[NewPing]) -> Vec<StoreResult<()>> {
+    let in_savepoint = |pings: &[NewPing]| -> StoreResult<()> {
+        statement(connection, "SAVEPOINT pings").map_err(classify)?;
+        let inserted = insert_pings(connection, pings);
+        if inserted.is_err() {
+            let _ = statement(connection, "ROLLBACK TO pings");
+        }
+        statement(connection, "RELEASE pings").map_err(classify)?;
+        inserted
+    };
+    if pings.is_empty() {
+        return Vec::new();
+    }
+    match in_savepoint(pings) {
+        Ok(()) => pings.iter().map(|_| Ok(())).collect(),
+        Err(error) if pings.len() == 1 => vec![Err(error)],
+        Err(_) => pings
+            .iter()
+            .map(|ping| in_savepoint(std::slice::from_ref(ping)))
+            .collect(),
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(anyhow::anyhow!("SQLite's writer thread has stopped"))
+}
+
+/// Sorts a database error into what the caller can act on (as `super::classify` for sqlx).
+pub(super) fn classify(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, message)
+            if failure.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || failure.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Conflict(message.clone().unwrap_or_else(|| failure.to_string()))
+        }
+        // The file cannot be opened now (out of descriptors, disk gone).
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::CannotOpen =>
+        {
+            StoreError::Unavailable(error.into())
+        }
+        _ => StoreError::Other(error.into()),
+    }
+}
+
+fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(super) fn server_secret(tx: &Connection, fresh: &[u8], now: i64) -> StoreResult<Vec<u8>> {
+    tx.prepare_cached("insert into server_secret (name, value, created_at) values ('dedupe', ?1, ?2) on conflict (name) do nothing")
+        .and_then(|mut insert| insert.execute(params![fresh, now]))
+        .map_err(classify)?;
+    tx.query_row(
+        "select value from server_secret where name = 'dedupe'",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(classify)
+}
+
+/// Many pings and their whole bid logs, a row per execution of two prepared statements.
+pub(super) fn insert_pings(tx: &Connection, pings: &[NewPing]) -> StoreResult<()> {
+    let mut ping_insert = tx
+        .prepare_cached("insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price_cents, payout_cents, expires_at, created_at, post_state) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+        .map_err(classify)?;
+    let mut bid_insert = tx
+        .prepare_cached("insert into bid (ping_id, buyer_id, outcome, price_cents, floor_cents, bid_id, reason, latency_ms, rank, created_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+        .map_err(classify)?;
+    for ping in pings {
+        let created_at = micros(ping.created_at);
+        let post_state = if ping.status == PingStatus::Offer {
+            "open"
+        } else {
+            "done"
+        };
+        ping_insert
+            .execute(params![
+                ping.id,
+                ping.seller_id,
+                ping.vertical,
+                ping.sub_id,
+                ping.lead_json,
+                ping.status.as_str(),
+                ping.price.map(|m| m.cents()),
+                ping.payout.map(|m| m.cents()),
+                ping.expires_at.map(micros),
+                created_at,
+                post_state,
+            ])
+            .map_err(classify)?;
+        for b in &ping.bids {
+            bid_insert
+                .execute(params![
+                    ping.id,
+                    b.buyer_id,
+                    b.outcome,
+                    b.price.map(|m| m.cents()),
+                    b.floor.cents(),
+                    b.bid_id,
+                    b.reason,
+                    b.latency_ms,
+                    b.rank,
+                    created_at,
+                ])
+                .map_err(classify)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the ping for posting; `true` if this call took it.
+pub(super) fn claim_post(
+    tx: &Connection,
+    ping_id: &str,
+    body_hash: &str,
+    now: i64,
+    lease_until: i64,
+) -> StoreResult<bool> {
+    let claimed = tx
+        .prepare_cached("update ping set post_state = 'posting', post_body_hash = ?1, post_lease_until = ?2 where id = ?3 and status = 'offer' and (post_state = 'open' or (post_state = 'posting' and post_lease_until < ?4))")
+        .and_then(|mut update| update.execute(params![body_hash, lease_until, ping_id, now]))
+        .map_err(classify)?;
+    Ok(claimed == 1)
+}
+
+pub(super) fn release_claim(tx: &Connection, ping_id: &str) -> StoreResult<()> {
+    tx.prepare_cached("update ping set post_state = 'open', post_body_hash = null, post_lease_until = null where id = ?1 and post_state = 'posting'")
+        .and_then(|mut update| update.execute(params![ping_id]))
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// The ledger transaction's entries and then its header (whose trigger checks the balance),
+/// checked for balance here first.
+fn insert_transaction(tx: &Connection, t: &Transaction) -> StoreResult<()> {
+    t.check_balanced()
+        .map_err(|e| StoreError::Other(e.into()))?;
+    let at = micros(t.created_at);
+    let mut entry = tx
+        .prepare_cached("insert into ledger_entry (transaction_id, account, amount_cents, created_at) values (?1, ?2, ?3, ?4)")
+        .map_err(classify)?;
+    for e in &t.entries {
+        entry
+            .execute(params![t.id, e.account, e.amount_cents, at])
+            .map_err(classify)?;
+    }
+    tx.prepare_cached("insert into ledger_transaction (id, kind, lead_id, reverses, created_at) values (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut header| {
+            header.execute(params![t.id, t.kind.as_str(), t.lead_id, t.reverses, at])
+        })
+        .map_err(classify)?;
+    Ok(())
+}
+
+fn insert_attempts(tx: &Connection, ping_id: &str, attempts: &[PostAttempt]) -> StoreResult<()> {
+    let mut insert = tx
+        .prepare_cached("insert into post_attempt (ping_id, buyer_id, outcome, price_cents, reason, latency_ms, created_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        .map_err(classify)?;
+    for a in attempts {
+        insert
+            .execute(params![
+                ping_id,
+                a.buyer_id,
+                a.outcome,
+                a.price.cents(),
+                a.reason,
+                a.latency_ms,
+                micros(a.at)
+            ])
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Adds a sale's or a return's ledger transaction to the hourly revenue rollup: one upsert per
+/// group.
+fn add_to_rollup(
+    tx: &Connection,
+    t: &Transaction,
+    keys: [(&'static str, &str); 4],
+) -> StoreResult<()> {
+    let sums = RevenueSums::of_transaction(t);
+    let hour = micros(hour_start(t.created_at));
+    let mut upsert = tx
+        .prepare_cached(
+            "insert into revenue_hourly (dimension, group_key, hour_start, leads_sold, gross_cents, \
+             payouts_cents, margin_cents, returns, returned_cents, returned_margin_cents) \
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             on conflict (dimension, hour_start, group_key) do update set \
+             leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
+             gross_cents = revenue_hourly.gross_cents + excluded.gross_cents, \
+             payouts_cents = revenue_hourly.payouts_cents + excluded.payouts_cents, \
+             margin_cents = revenue_hourly.margin_cents + excluded.margin_cents, \
+             returns = revenue_hourly.returns + excluded.returns, \
+             returned_cents = revenue_hourly.returned_cents + excluded.returned_cents, \
+             returned_margin_cents = revenue_hourly.returned_margin_cents + excluded.returned_margin_cents",
+        )
+        .map_err(classify)?;
+    for (dimension, group) in keys {
+        upsert
+            .execute(params![
+                dimension,
+                group,
+                hour,
+                sums.leads_sold,
+                sums.gross_cents,
+                sums.payouts_cents,
+                sums.margin_cents,
+                sums.returns,
+                sums.returned_cents,
+                sums.returned_margin_cents,
+            ])
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+pub(super) fn record_sale(
+    tx: &Connection,
+    sale: &NewSale,
+    attempts: &[PostAttempt],
+) -> StoreResult<()> {
+    // The transaction holds the write lock, so the cap check below and the insert are one step.
+    let mut totals = tx
+        .prepare_cached("select count(*), coalesce(sum(price_cents), 0) from sale where buyer_id = ?1 and created_at >= ?2 and created_at < ?3")
+        .map_err(classify)?;
+    for window in &sale.cap_windows {
+        let (count, spend): (i64, i64) = totals
+            .query_row(
+                params![sale.buyer_id, micros(window.start), micros(window.end)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(classify)?;
+        let over_count = window.count_max.is_some_and(|max| count + 1 > max as i64);
+        let over_spend = window
+            .spend_max_cents
+            .is_some_and(|max| spend + sale.price.cents() > max);
+        if over_count || over_spend {
+            return Err(StoreError::CapExceeded);
+        }
+    }
+    // The ping first: it is still an offer, or the sale is refused whole.
+    let updated = tx
+        .prepare_cached("update ping set status = 'sold', post_state = 'done', post_result = ?1, lead_id = ?2 where id = ?3 and status = 'offer'")
+        .and_then(|mut update| {
+            update.execute(params![sale.result_json, sale.lead_id, sale.ping_id])
+        })
+        .map_err(classify)?;
+    if updated != 1 {
+        return Err(StoreError::Conflict(
+            "the ping is no longer open for a sale".into(),
+        ));
+    }
+    insert_transaction(tx, &sale.transaction)?;
+    tx.prepare_cached("insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price_cents, payout_cents, buyer_lead_id, transaction_id, created_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+        .and_then(|mut insert| {
+            insert.execute(params![
+                sale.lead_id,
+                sale.ping_id,
+                sale.buyer_id,
+                sale.seller_id,
+                sale.vertical,
+                sale.price.cents(),
+                sale.payout.cents(),
+                sale.buyer_lead_id,
+                sale.transaction.id,
+                micros(sale.transaction.created_at),
+            ])
+        })
+        .map_err(classify)?;
+    if !sale.dedupe_keys.is_empty() {
+        let mut insert = tx
+            .prepare_cached(
+                "insert into dedupe_key (buyer_id, key_hash, created_at) values (?1, ?2, ?3)",
+            )
+            .map_err(classify)?;
+        for key in &sale.dedupe_keys {
+            insert
+                .execute(params![
+                    sale.buyer_id,
+                    key,
+                    micros(sale.transaction.created_at)
+                ])
+                .map_err(classify)?;
+        }
+    }
+    insert_attempts(tx, &sale.ping_id, attempts)?;
+    add_to_rollup(
+        tx,
+        &sale.transaction,
+        rollup_keys(&sale.buyer_id, &sale.seller_id, &sale.vertical),
+    )
+}
+
+pub(super) fn record_unsold(
+    tx: &Connection,
+    ping_id: &str,
+    result_json: &str,
+    attempts: &[PostAttempt],
+) -> StoreResult<()> {
+    insert_attempts(tx, ping_id, attempts)?;
+    tx.prepare_cached("update ping set status = 'unsold', post_state = 'done', post_result = ?1 where id = ?2 and status = 'offer'")
+        .and_then(|mut update| update.execute(params![result_json, ping_id]))
+        .map_err(classify)?;
+    Ok(())
+}
+
+pub(super) fn record_return(tx: &Connection, ret: &NewReturn) -> StoreResult<()> {
+    // The return row first: its primary key makes a second return a conflict at once.
+    tx.prepare_cached("insert into lead_return (lead_id, buyer_id, reason, transaction_id, created_at) values (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut insert| {
+            insert.execute(params![
+                ret.lead_id,
+                ret.buyer_id,
+                ret.reason,
+                ret.transaction.id,
+                micros(ret.transaction.created_at),
+            ])
+        })
+        .map_err(classify)?;
+    // The rollup's groups of the lead's sale.
+    let (buyer_id, seller_id, vertical): (String, String, String) = tx
+        .prepare_cached("select buyer_id, seller_id, vertical from sale where lead_id = ?1")
+        .and_then(|mut select| {
+            select.query_row(params![ret.lead_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => {
+                StoreError::Other(anyhow::anyhow!("a return of a lead never sold"))
+            }
+            e => classify(e),
+        })?;
+    insert_transaction(tx, &ret.transaction)?;
+    add_to_rollup(
+        tx,
+        &ret.transaction,
+        rollup_keys(&buyer_id, &seller_id, &vertical),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(path: &Path) -> Vec<i64> {
+        let connection = Connection::open(path).unwrap();
+        let mut select = connection.prepare("select n from t order by n").unwrap();
+        let rows = select.query_map([], |row| row.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    fn insert(connection: &Connection, n: i64) -> StoreResult<()> {
+        connection
+            .execute("insert into t (n) values (?1)", [n])
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_refused_with_a_clear_error() {
+        // The writer is a second connection: in memory, it would write to a database of its
+        // own that no reader sees.
+        for url in ["sqlite::memory:", "sqlite://file.db?mode=memory"] {
+            let error = super::super::SqliteStore::connect(url)
+                .await
+                .err()
+                .expect("an in-memory database is refused");
+            assert!(error
+                .to_string()
+                .contains("in-memory SQLite database is not supported"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_the_writes_that_succeed_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Writer::open(&path, Duration::from_secs(1)).unwrap();
+        writer
+            .run(|c| {
+                c.execute_batch("create table t (n integer primary key)")
+                    .map_err(classify)
+            })
+            .await
+            .unwrap();
+        // Sent at once, so the thread finds them waiting together and runs them in one batch
+        // (and if it does not, each must still get the same answer).
+        let (kept, refused, conflict, panicked, after) = tokio::join!(
+            writer.transaction(|c| insert(c, 1)),
+            writer.transaction(|c| {
+                insert(c, 2)?;
+                Err::<(), _>(StoreError::CapExceeded)
+            }),
+            writer.transaction(|c| insert(c, 1)),
+            writer.transaction(|c| -> StoreResult<()> {
+                insert(c, 3)?;
+                panic!("a bug in one write");
+            }),
+            writer.transaction(|c| insert(c, 4)),
+        );
+        assert!(kept.is_ok());
+        assert!(matches!(refused, Err(StoreError::CapExceeded)));
+        assert!(matches!(conflict, Err(StoreError::Conflict(_))));
+        assert!(matches!(panicked, Err(StoreError::Other(_))));
+        assert!(after.is_ok());
+        // The refused, conflicting and panicking writes left nothing; the thread serves on.
+        writer.transaction(|c| insert(c, 5)).await.unwrap();
+        assert_eq!(rows(&path), vec![1, 4, 5]);
+    }
+}
