@@ -45,6 +45,14 @@ pub struct BuyerClient {
     total_in_flight: Arc<Semaphore>,
 }
 
+/// Idle connections kept per buyer, shared out among the sending threads' pools.
+const IDLE_PER_BUYER_MAX: usize = 64;
+
+/// Threads that send to buyers, each with a pool of its own: the HTTP workers, one per core.
+fn sending_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Descriptors kept back from buyer connections: the database, the sellers' connections,
 /// Redis, logs.
 fn descriptors_kept_back(limit: u64) -> u64 {
@@ -58,7 +66,7 @@ fn total_in_flight_max() -> usize {
     let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
-    let pools = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let pools = sending_threads() as u64;
     (limit.saturating_sub(descriptors_kept_back(limit)) / (1 + pools))
         .clamp(64, Semaphore::MAX_PERMITS as u64) as usize
 }
@@ -80,10 +88,10 @@ fn http_client() -> reqwest::Result<reqwest::Client> {
         // Below the keep-alive of common servers, so a pooled connection is not reused
         // just as the buyer closes it.
         .pool_idle_timeout(Duration::from_secs(4))
-        // Idle connections kept per buyer after a burst: enough for 64 auctions at once
-        // without reconnecting, few enough that idle connections to many buyers do not
-        // take the descriptors the requests in flight need.
-        .pool_max_idle_per_host(64)
+        // Idle connections kept per buyer after a burst, all pools together: enough for 64
+        // auctions at once without reconnecting, few enough that idle connections to many
+        // buyers do not take the descriptors the requests in flight need (nor the buyers').
+        .pool_max_idle_per_host((IDLE_PER_BUYER_MAX / sending_threads()).max(8))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("pingpost/", env!("CARGO_PKG_VERSION")))
         .build()
