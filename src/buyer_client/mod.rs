@@ -114,10 +114,12 @@ impl BuyerClient {
         })
     }
 
-    fn http(&self) -> &reqwest::Client {
-        // Building cannot fail where it succeeded once at start-up with the same settings.
+    /// This thread's client, built on its first request (with the settings that built one at
+    /// start-up, so a failure here would be the machine's, and is that request's error).
+    fn http(&self) -> Result<&reqwest::Client, String> {
         self.http
-            .get_or(|| http_client().expect("the buyer client's settings were checked at start-up"))
+            .get_or_try(http_client)
+            .map_err(|_| "the HTTP client could not be built".to_string())
     }
 
     fn semaphore(&self, buyer: &Buyer) -> Arc<Semaphore> {
@@ -190,7 +192,7 @@ impl BuyerClient {
             .unwrap_or(0);
         let signature = signature(buyer.signing_secret.expose(), timestamp, &body);
         let mut response = self
-            .http()
+            .http()?
             .post(url)
             .header("content-type", "application/json")
             .header("x-pingpost-timestamp", timestamp.to_string())
