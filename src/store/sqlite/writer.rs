@@ -21,6 +21,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use super::micros;
 use crate::ledger::Transaction;
 use crate::store::*;
 
@@ -357,10 +358,6 @@ pub(super) fn classify(error: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Other(error.into()),
     }
-}
-
-fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
-    t.timestamp_micros()
 }
 
 pub(super) fn server_secret(tx: &Connection, fresh: &[u8], now: i64) -> StoreResult<Vec<u8>> {
