@@ -2,6 +2,7 @@
 
 mod auction;
 mod caps;
+mod offers;
 mod ping;
 mod post;
 mod reports;
@@ -44,6 +45,8 @@ pub struct Exchange {
     /// writes of posts run: see `Exchange::write`. `None` when the store runs each write on
     /// a thread of its own (SQLite).
     writes: Option<tokio::runtime::Handle>,
+    /// The offers this node made lately, for their posts (`offers.rs`).
+    offers: offers::RecentOffers,
 }
 
 impl Exchange {
@@ -69,6 +72,7 @@ impl Exchange {
             client,
             hash_key,
             clock_offset_ms: AtomicI64::new(0),
+            offers: offers::RecentOffers::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::auction::AuctionOutcome;
 use super::caps::Hold;
-use super::Exchange;
+use super::{offers, Exchange};
 use crate::config::Seller;
 use crate::domain::ids::new_ping_id;
 use crate::domain::lead::LeadRejection;
@@ -241,9 +241,13 @@ impl Exchange {
                 .observe(record.latency_ms as f64 / 1000.0);
         }
         let status = ping.status;
+        let made = offers::RecentOffers::of(&ping);
         match &self.ping_writer {
             Some(writer) => writer.write(ping).await?,
             None => self.store.log_ping(ping).await?,
+        }
+        if let Some(made) = made {
+            self.offers.keep(made);
         }
         metrics
             .pings

@@ -1,5 +1,6 @@
 //! Posts: deliver the full lead to the best bidder that takes it, and book the sale.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
@@ -19,7 +20,7 @@ use crate::domain::{FieldError, Lead, LeadMode, Money};
 use crate::error::ApiError;
 use crate::ledger::{SaleAmounts, Transaction};
 use crate::store::{
-    Claim, NewSale, PingRow, PingStatus, PostAttempt, PostState, RankedBid, StoreError,
+    Claim, NewSale, PingRow, PingStatus, PostAttempt, PostState, RankedBid, StoreError, StoreResult,
 };
 
 pub struct PostInput {
@@ -112,8 +113,7 @@ impl Exchange {
             )
         };
         let (ping, bids) = self
-            .store
-            .get_offer(&input.ping_id)
+            .offer(&input.ping_id)
             .await?
             .filter(|(p, _)| p.seller_id == seller.id)
             .ok_or_else(not_found)?;
@@ -160,17 +160,21 @@ impl Exchange {
         if auctioned.offer.is_none() {
             return Ok(PostResult::unsold(&auctioned.ping_id, UnsoldReason::NoBid).to_json());
         }
-        let (ping, bids) = self
-            .store
-            .get_offer(&auctioned.ping_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("a ping just recorded is missing"))
-            })?;
+        let (ping, bids) = self.offer(&auctioned.ping_id).await?.ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("a ping just recorded is missing"))
+        })?;
         let span = tracing::info_span!("post", ping_id = %ping.id, seller = %seller.id);
         self.claim_and_deliver(seller, &ping, bids, &lead, body_hash)
             .instrument(span)
             .await
+    }
+
+    /// A ping and its ranked bids: from this node's recent offers, or else from the store.
+    async fn offer(&self, ping_id: &str) -> StoreResult<Option<(PingRow, Vec<RankedBid>)>> {
+        match self.offers.take(ping_id) {
+            Some(offer) => Ok(Some(Arc::unwrap_or_clone(offer))),
+            None => self.store.get_offer(ping_id).await,
+        }
     }
 
     /// Delivery after the checks: the direct post (`POST /v1/leads`) enters here too.
