@@ -69,10 +69,9 @@ impl SqliteStore {
             // With WAL, NORMAL loses nothing when the process dies (kill -9); only a power
             // cut can take the last commits, which FULL would keep at an fsync per commit.
             .synchronous(SqliteSynchronous::Normal)
-            // Checkpoints stay SQLite's own: on the writer, after a commit that leaves 1,000
-            // pages in the WAL. Only the writer can restart the WAL once a checkpoint has
-            // caught up; checkpoints run beside a continuous writer never catch up (the WAL
-            // grew to 3.4 GB in a five-minute load test that tried: load-tests/RESULTS.md).
+            // Checkpoints: a thread of the writer's copies the WAL into the database file
+            // beside it, and the writer copies the last few pages itself so that the WAL
+            // starts over (`writer::checkpoints`). Readers never checkpoint.
             .busy_timeout(BUSY_TIMEOUT);
         // The writer is a second connection to the same file: an in-memory database would be
         // another database on each connection.
