@@ -10,7 +10,7 @@
 //! was already posted goes on to the replay, which reads the store.
 //!
 //! Bounded by weight (one per offer and one per ranked bid), so that 100 bids an auction
-//! cannot hold more memory than 10 bids do; the cache's S3-FIFO policy pushes out first the
+//! cannot hold much more memory than 10 bids do; the cache's S3-FIFO policy pushes out first the
 //! offers that were never looked at.
 
 use std::sync::Arc;
@@ -20,10 +20,12 @@ use quick_cache::Weighter;
 
 use crate::store::{NewPing, PingRow, PingStatus, RankedBid};
 
-/// Most offers and ranked bids held, counted together: about 6 MB at 100 bids per offer.
-const WEIGHT_MAX: u64 = 65_536;
+/// Most offers and ranked bids held, counted together: ~3,000 offers of 10 bids (seconds of
+/// offers at 1,000 pings a second), ~3 MB at 100 bids per offer. With 100,000 live offers
+/// 65,536 took 14 MB more than without the cache (load-tests/RESULTS.md, memory).
+const WEIGHT_MAX: u64 = 32_768;
 /// What the cache is sized for at first (it holds fewer when offers carry many bids).
-const OFFERS_EXPECTED: usize = 8_192;
+const OFFERS_EXPECTED: usize = 4_096;
 
 /// A ping with an offer, and its valid bids best first: what a post needs.
 pub(super) type Offer = Arc<(PingRow, Vec<RankedBid>)>;
@@ -191,7 +193,7 @@ mod tests {
         for n in 0..2_000 {
             offers.keep_ping(&ping(&format!("p{n}"), PingStatus::Offer, hundred.clone()));
         }
-        // 2,000 offers of weight 101 would be 202,000; the cache holds at most 65,536.
+        // 2,000 offers of weight 101 would be 202,000; the cache holds at most 32,768.
         assert!(offers.len() as u64 * 101 <= WEIGHT_MAX, "{}", offers.len());
         assert!(offers.len() > 0);
     }
