@@ -22,7 +22,7 @@ use crate::store::{NewPing, PingRow, PingStatus, RankedBid};
 
 /// Most offers and ranked bids held, counted together: ~3,000 offers of 10 bids (seconds of
 /// offers at 1,000 pings a second), ~3 MB at 100 bids per offer. With 100,000 live offers
-/// 65,536 took 14 MB more than without the cache (load-tests/RESULTS.md, memory).
+/// 65,536 took 13 MB more than without the cache (load-tests/RESULTS.md, memory).
 const WEIGHT_MAX: u64 = 32_768;
 /// What the cache is sized for at first (it holds fewer when offers carry many bids).
 const OFFERS_EXPECTED: usize = 4_096;
