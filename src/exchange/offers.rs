@@ -10,8 +10,7 @@
 //! was already posted goes on to the replay, which reads the store.
 //!
 //! Bounded by weight (one per offer and one per ranked bid), so that 100 bids an auction
-//! cannot hold much more memory than 10 bids do; the cache's S3-FIFO policy pushes out first the
-//! offers that were never looked at.
+//! cannot hold much more memory than 10 bids do; when full, the oldest offers go first.
 
 use std::sync::Arc;
 
@@ -21,8 +20,8 @@ use quick_cache::Weighter;
 use crate::store::{NewPing, PingRow, PingStatus, RankedBid};
 
 /// Most offers and ranked bids held, counted together: ~3,000 offers of 10 bids (seconds of
-/// offers at 1,000 pings a second), ~3 MB at 100 bids per offer. With 100,000 live offers
-/// 65,536 took 13 MB more than without the cache (load-tests/RESULTS.md, memory).
+/// offers at 1,000 pings a second), ~320 of 100 bids. With 100,000 live offers a bound of
+/// 65,536 took 13 MB more than no cache (load-tests/RESULTS.md, memory).
 const WEIGHT_MAX: u64 = 32_768;
 /// What the cache is sized for at first (it holds fewer when offers carry many bids).
 const OFFERS_EXPECTED: usize = 4_096;
