@@ -12,8 +12,6 @@
 //! Bounded by weight (one per offer and one per ranked bid), so that 100 bids an auction
 //! cannot hold much more memory than 10 bids do; when full, the oldest offers go first.
 
-use std::sync::Arc;
-
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
@@ -26,8 +24,9 @@ const WEIGHT_MAX: u64 = 32_768;
 /// What the cache is sized for at first (it holds fewer when offers carry many bids).
 const OFFERS_EXPECTED: usize = 4_096;
 
-/// A ping with an offer, and its valid bids best first: what a post needs.
-pub(super) type Offer = Arc<(PingRow, Vec<RankedBid>)>;
+/// A ping with an offer, and its valid bids best first: what a post needs. Only ever moved in
+/// and out of the cache, never copied.
+pub(super) type Offer = (PingRow, Vec<RankedBid>);
 
 #[derive(Clone)]
 struct ByBids;
@@ -83,7 +82,7 @@ impl RecentOffers {
             lead_id: None,
         };
         let bids = ranked.into_iter().map(|(_, bid)| bid).collect();
-        Some(Arc::new((row, bids)))
+        Some((row, bids))
     }
 
     /// Keeps an offer whose ping is committed.
@@ -160,7 +159,7 @@ mod tests {
             ],
         ));
         let offer = offers.take("p1").expect("the offer is kept");
-        let (row, bids) = &*offer;
+        let (row, bids) = &offer;
         assert_eq!(row.seller_id, "s1");
         assert_eq!(row.status, PingStatus::Offer);
         assert_eq!(row.payout, Some(Money::from_cents(1_200)));

@@ -1,6 +1,5 @@
 //! Posts: deliver the full lead to the best bidder that takes it, and book the sale.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
@@ -172,7 +171,7 @@ impl Exchange {
     /// A ping and its ranked bids: from this node's recent offers, or else from the store.
     async fn offer(&self, ping_id: &str) -> StoreResult<Option<(PingRow, Vec<RankedBid>)>> {
         match self.offers.take(ping_id) {
-            Some(offer) => Ok(Some(Arc::unwrap_or_clone(offer))),
+            Some(offer) => Ok(Some(offer)),
             None => self.store.get_offer(ping_id).await,
         }
     }
