@@ -44,16 +44,6 @@ const WAL_RESTART_PAGES: i64 = 512;
 /// SQLite's own checkpoint on the writer, should the checkpointer stop or fall behind.
 const AUTOCHECKPOINT_BACKSTOP_PAGES: i64 = 10_000;
 
-/// What a write leaves for its caller until the batch's commit is known: whether its own
-/// statements succeeded, and how to answer.
-struct Written {
-    ok: bool,
-    answer: Answer,
-}
-
-/// Sends a write's result, or the batch's failure to commit.
-type Answer = Box<dyn FnOnce(Option<&CommitFailed>) + Send>;
-
 /// The batch's transaction did not begin or did not commit: nothing of it was written.
 struct CommitFailed {
     message: String,
@@ -80,9 +70,63 @@ impl CommitFailed {
     }
 }
 
-/// A write: given the connection inside the batch's transaction, it runs; given the failure
-/// to begin that transaction, it only answers.
-type Write = Box<dyn FnOnce(Result<&Connection, &CommitFailed>) -> Option<Written> + Send>;
+/// A write: statements to run in a batch's transaction, and its answer once the batch's
+/// commit is known. Its statements may run twice: a batch runs first without savepoints and,
+/// if any of its writes fails, again from the start with a savepoint around each.
+trait Write: Send {
+    /// Runs the write's statements; `true` if they succeeded (and are to be kept).
+    fn run(&mut self, connection: &Connection) -> bool;
+    /// Answers the caller with the last run's result, or with the batch's failure.
+    fn answer(self: Box<Self>, failed: Option<&CommitFailed>);
+    /// The write could not run (its savepoint failed): that is its result.
+    fn refuse(&mut self, failed: &CommitFailed);
+}
+
+/// A write whose statements are the closure `write`, answered on `done`.
+struct Statements<T, F> {
+    write: F,
+    /// The last run's result; `None` before a run, or after a run that panicked.
+    result: Option<StoreResult<T>>,
+    done: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Write for Statements<T, F>
+where
+    T: Send,
+    F: Fn(&Connection) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, connection: &Connection) -> bool {
+        self.result = None;
+        // A panic leaves `result` empty: the write is rolled back and answered with an error,
+        // and the thread serves on.
+        match catch_unwind(AssertUnwindSafe(|| (self.write)(connection))) {
+            Ok(result) => {
+                let ok = result.is_ok();
+                self.result = Some(result);
+                ok
+            }
+            Err(_) => {
+                tracing::error!("a write on SQLite's writer thread panicked; it was rolled back");
+                false
+            }
+        }
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&CommitFailed>) {
+        let answer = match (failed, self.result) {
+            (Some(failed), Some(Ok(_)) | None) => Err(failed.error()),
+            (_, Some(result)) => result,
+            (None, None) => Err(StoreError::Other(anyhow::anyhow!(
+                "a write on SQLite's writer thread panicked"
+            ))),
+        };
+        let _ = self.done.send(answer);
+    }
+
+    fn refuse(&mut self, failed: &CommitFailed) {
+        self.result = Some(Err(failed.error()));
+    }
+}
 
 enum Job {
     /// A ping for the log: the pings of a batch share one savepoint too.
@@ -90,14 +134,17 @@ enum Job {
         ping: Box<NewPing>,
         done: oneshot::Sender<StoreResult<()>>,
     },
-    /// A write's statements, run in the batch's transaction under a savepoint of its own.
-    Write(Write),
+    /// A write's statements, run in the batch's transaction.
+    Write(Box<dyn Write>),
     /// Work on the connection outside any batch (it runs its own transactions).
     Alone(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Batches that ran a second time, with savepoints, because a write in them failed.
+    #[cfg_attr(not(test), allow(dead_code))]
+    redone: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -133,13 +180,15 @@ impl Writer {
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoints(checkpointer, &shared, stopped))?;
         let (jobs, queue) = mpsc::channel(QUEUE_MAX);
+        let redone = Arc::new(AtomicU64::new(0));
+        let counted = redone.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                run_jobs(connection, queue, &checkpoint);
+                run_jobs(connection, queue, &checkpoint, &counted);
                 drop(stop);
             })?;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, redone })
     }
 
     async fn send<T>(&self, job: Job, answer: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
@@ -166,31 +215,18 @@ impl Writer {
 
     /// Runs `write` in a transaction, with whatever other writes are waiting: its statements
     /// are kept if it returns `Ok` (and answered once committed) and rolled back whole if it
-    /// returns an error.
+    /// returns an error. `write` may be called twice (see `Batch::run`): it must depend on
+    /// nothing but the connection and what it holds.
     pub(super) async fn transaction<T, F>(&self, write: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (done, answer) = oneshot::channel();
-        let job = Job::Write(Box::new(move |begun| {
-            let connection = match begun {
-                Ok(connection) => connection,
-                Err(failed) => {
-                    let _ = done.send(Err(failed.error()));
-                    return None;
-                }
-            };
-            let result = write(connection);
-            Some(Written {
-                ok: result.is_ok(),
-                answer: Box::new(move |failed| {
-                    let _ = done.send(match (failed, result) {
-                        (Some(failed), Ok(_)) => Err(failed.error()),
-                        (_, result) => result,
-                    });
-                }),
-            })
+        let job = Job::Write(Box::new(Statements {
+            write,
+            result: None,
+            done,
         }));
         self.send(job, answer).await
     }
@@ -201,6 +237,12 @@ impl Writer {
         let (done, answer) = oneshot::channel();
         let ping = Box::new(ping);
         self.send(Job::Ping { ping, done }, answer).await
+    }
+
+    /// Batches that ran a second time, with savepoints, because a write in them failed.
+    #[cfg(test)]
+    fn batches_redone(&self) -> u64 {
+        self.redone.load(Ordering::Relaxed)
     }
 }
 
@@ -251,7 +293,12 @@ fn checkpoints(connection: Connection, shared: &Checkpoint, stop: std_mpsc::Rece
     }
 }
 
-fn run_jobs(mut connection: Connection, mut queue: mpsc::Receiver<Job>, checkpoint: &Checkpoint) {
+fn run_jobs(
+    mut connection: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    checkpoint: &Checkpoint,
+    redone: &AtomicU64,
+) {
     let mut next = queue.blocking_recv();
     while let Some(job) = next.take() {
         match job {
@@ -275,11 +322,17 @@ fn run_jobs(mut connection: Connection, mut queue: mpsc::Receiver<Job>, checkpoi
                         Err(_) => break,
                     }
                 }
-                // The writes' own panics are caught under their savepoints; one here would
-                // leave the transaction open, so it is rolled back before the next batch.
-                if catch_unwind(AssertUnwindSafe(|| batch.run(&connection))).is_err() {
-                    tracing::error!("a batch on SQLite's writer thread panicked");
-                    let _ = statement(&connection, "ROLLBACK");
+                // The writes' own panics are caught where they run; one here would leave the
+                // transaction open, so it is rolled back before the next batch.
+                match catch_unwind(AssertUnwindSafe(|| batch.run(&connection))) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        redone.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        tracing::error!("a batch on SQLite's writer thread panicked");
+                        let _ = statement(&connection, "ROLLBACK");
+                    }
                 }
                 checkpoint.commits.fetch_add(1, Ordering::Release);
                 // After the batch's answers: the pages committed since the checkpointer's
@@ -304,7 +357,7 @@ struct Batch {
     pings: Vec<NewPing>,
     ping_answers: Vec<oneshot::Sender<StoreResult<()>>>,
     bids: usize,
-    writes: Vec<Write>,
+    writes: Vec<Box<dyn Write>>,
 }
 
 impl Batch {
@@ -324,32 +377,45 @@ impl Batch {
         self.pings.len() + self.writes.len() >= BATCH_JOBS_MAX || self.bids >= BATCH_BIDS_MAX
     }
 
-    /// One transaction: the pings, then each write in the order it came, each under a
-    /// savepoint; then the commit, and every answer.
-    fn run(self, connection: &Connection) {
-        let Batch {
-            pings,
-            ping_answers,
-            writes,
-            ..
-        } = self;
+    /// One transaction: the pings, then each write in the order it came; then the commit,
+    /// and every answer.
+    ///
+    /// First without savepoints: a savepoint makes SQLite copy every page a write touches
+    /// into a journal in memory before changing it, a tenth of the writer's time when each
+    /// write had one (load-tests/RESULTS.md). Writes almost never fail; when one does (a cap
+    /// at settlement, a conflict), the whole transaction is rolled back and the batch runs
+    /// again from the start with a savepoint around each write, so that the failure rolls
+    /// back that write alone. Returns whether the batch had to run again.
+    fn run(mut self, connection: &Connection) -> bool {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way
         // on a lock upgrade; another process's writers wait up to the busy timeout.
         if let Err(e) = statement(connection, "BEGIN IMMEDIATE") {
-            let failed = CommitFailed::new(e);
-            for answer in ping_answers {
-                let _ = answer.send(Err(failed.error()));
-            }
-            for write in writes {
-                write(Err(&failed));
-            }
-            return;
+            self.fail(&CommitFailed::new(e));
+            return false;
         }
-        let ping_results = log_pings(connection, &pings);
-        let written: Vec<Option<Written>> = writes
-            .into_iter()
-            .map(|write| in_savepoint(connection, write))
-            .collect();
+        let all_ok = (self.pings.is_empty() || insert_pings(connection, &self.pings).is_ok())
+            && self.writes.iter_mut().all(|write| write.run(connection));
+        if all_ok {
+            let ping_results = self.pings.iter().map(|_| Ok(())).collect();
+            self.commit(connection, ping_results);
+            return false;
+        }
+        // A write failed: nothing of this pass is kept.
+        let _ = statement(connection, "ROLLBACK");
+        if let Err(e) = statement(connection, "BEGIN IMMEDIATE") {
+            self.fail(&CommitFailed::new(e));
+            return true;
+        }
+        let ping_results = log_pings(connection, &self.pings);
+        for write in &mut self.writes {
+            in_savepoint(connection, write.as_mut());
+        }
+        self.commit(connection, ping_results);
+        true
+    }
+
+    /// Commits the open transaction and answers every ping and write.
+    fn commit(self, connection: &Connection, ping_results: Vec<StoreResult<()>>) {
         let failed = match statement(connection, "COMMIT") {
             Ok(()) => None,
             Err(e) => {
@@ -357,14 +423,24 @@ impl Batch {
                 Some(CommitFailed::new(e))
             }
         };
-        for (answer, result) in ping_answers.into_iter().zip(ping_results) {
+        for (answer, result) in self.ping_answers.into_iter().zip(ping_results) {
             let _ = answer.send(match (&failed, result) {
                 (Some(failed), Ok(())) => Err(failed.error()),
                 (_, result) => result,
             });
         }
-        for written in written.into_iter().flatten() {
-            (written.answer)(failed.as_ref());
+        for write in self.writes {
+            write.answer(failed.as_ref());
+        }
+    }
+
+    /// The transaction did not begin: nothing was written, and every caller is told so.
+    fn fail(self, failed: &CommitFailed) {
+        for answer in self.ping_answers {
+            let _ = answer.send(Err(failed.error()));
+        }
+        for write in self.writes {
+            write.answer(Some(failed));
         }
     }
 }
@@ -376,21 +452,16 @@ fn statement(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs `write` under a savepoint, kept if it succeeded and rolled back if it failed or
-/// panicked (then `None`: the panic dropped its answer, and its caller gets an error).
-fn in_savepoint(connection: &Connection, write: Write) -> Option<Written> {
+/// panicked.
+fn in_savepoint(connection: &Connection, write: &mut dyn Write) {
     if let Err(e) = statement(connection, "SAVEPOINT write") {
-        return write(Err(&CommitFailed::new(e)));
+        write.refuse(&CommitFailed::new(e));
+        return;
     }
-    let written = catch_unwind(AssertUnwindSafe(|| write(Ok(connection))));
-    let keep = matches!(&written, Ok(Some(w)) if w.ok);
-    if !keep {
+    if !write.run(connection) {
         let _ = statement(connection, "ROLLBACK TO write");
     }
     let _ = statement(connection, "RELEASE write");
-    if written.is_err() {
-        tracing::error!("a write on SQLite's writer thread panicked; it was rolled back");
-    }
-    written.ok().flatten()
 }
 
 /// The batch's pings under one savepoint; if that fails, each ping under its own, so that
@@ -804,6 +875,49 @@ mod tests {
         // The refused, conflicting and panicking writes left nothing; the thread serves on.
         writer.transaction(|c| insert(c, 5)).await.unwrap();
         assert_eq!(rows(&path), vec![1, 4, 5]);
+        // Their batches ran again with savepoints (all in one batch, or each in its own).
+        let redone = writer.batches_redone();
+        assert!((1..=3).contains(&redone), "{redone} batches redone");
+    }
+
+    #[tokio::test]
+    async fn writes_that_all_succeed_commit_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Arc::new(Writer::open(&path, Duration::from_secs(1)).unwrap());
+        writer
+            .run(|c| {
+                c.execute_batch("create table t (n integer primary key)")
+                    .map_err(classify)
+            })
+            .await
+            .unwrap();
+        // Many writes at once, so that batches hold several; none fails.
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.transaction(move |c| insert(c, n)).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(rows(&path), (0..200).collect::<Vec<_>>());
+        assert_eq!(writer.batches_redone(), 0, "no batch ran twice");
+        // One that fails after a write of its own: the batch runs again and keeps the others'.
+        let (failed, kept) = tokio::join!(
+            writer.transaction(|c| {
+                insert(c, 1000)?;
+                insert(c, 0)
+            }),
+            writer.transaction(|c| insert(c, 1001)),
+        );
+        assert!(matches!(failed, Err(StoreError::Conflict(_))));
+        assert!(kept.is_ok());
+        let all = rows(&path);
+        assert!(!all.contains(&1000), "the failed write left nothing");
+        assert!(all.contains(&1001));
+        assert!(writer.batches_redone() >= 1);
     }
 
     #[tokio::test]
