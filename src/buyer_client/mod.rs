@@ -132,7 +132,7 @@ impl BuyerClient {
     pub async fn bid(
         &self,
         buyer: &Buyer,
-        url: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Timed<BidAnswer> {
@@ -151,7 +151,7 @@ impl BuyerClient {
     async fn send<T>(
         &self,
         buyer: &Buyer,
-        url: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
         timeout: Duration,
         parse: impl FnOnce(u16, &[u8]) -> Result<T, String>,
@@ -183,7 +183,7 @@ impl BuyerClient {
     async fn exchange(
         &self,
         buyer: &Buyer,
-        url: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), String> {
         let timestamp = SystemTime::now()
@@ -193,7 +193,7 @@ impl BuyerClient {
         let signature = signature(buyer.signing_secret.expose(), timestamp, &body);
         let mut response = self
             .http()?
-            .post(url)
+            .post(url.clone())
             .header("content-type", "application/json")
             .header("x-pingpost-timestamp", timestamp.to_string())
             .header("x-pingpost-signature", signature)
@@ -256,7 +256,7 @@ mod tests {
             Buyer::for_tests("first", &base),
             Buyer::for_tests("second", &base),
         );
-        let url = format!("{base}/bid");
+        let url = reqwest::Url::parse(&format!("{base}/bid")).unwrap();
         let waiting = client.bid(&first, &url, b"{}".to_vec(), Duration::from_millis(500));
         let refused = async {
             tokio::time::sleep(Duration::from_millis(100)).await;

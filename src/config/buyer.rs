@@ -16,7 +16,7 @@ use crate::domain::{FieldSpec, FieldType, Money, Sensitive, Vertical};
 #[derive(Debug, Clone)]
 pub enum Bidding {
     /// Asked for a bid on every eligible lead.
-    Ping { url: String },
+    Ping { url: reqwest::Url },
     /// Bids this price on every eligible lead without being asked.
     Fixed { price: Money },
 }
@@ -79,7 +79,7 @@ pub struct Buyer {
     pub verticals: Vec<String>,
     pub active: bool,
     pub bidding: Bidding,
-    pub post_url: String,
+    pub post_url: reqwest::Url,
     pub timeout_ms: u64,
     pub signing_secret: Sensitive<String>,
     pub api_key_hash: Option<KeyHash>,
@@ -104,9 +104,9 @@ impl Buyer {
             verticals: vec!["auto".to_string()],
             active: true,
             bidding: Bidding::Ping {
-                url: format!("{base}/bid"),
+                url: reqwest::Url::parse(&format!("{base}/bid")).expect("a test URL"),
             },
-            post_url: format!("{base}/post"),
+            post_url: reqwest::Url::parse(&format!("{base}/post")).expect("a test URL"),
             timeout_ms: 100,
             signing_secret: Sensitive::new("secret".into()),
             api_key_hash: None,

@@ -22,6 +22,9 @@ pub struct Marketplace {
     /// Per vertical, its buyers by the value of one filtered field.
     index: HashMap<String, FieldIndex>,
     by_key: HashMap<KeyHash, usize>,
+    /// The largest `timeout_ms` of any buyer (the post lease is counted from it on every
+    /// ping and post, and a scan of 10,000 buyers each time cost more than the rest of it).
+    timeout_ms_max: Option<u64>,
 }
 
 /// The buyers of one vertical by the value of the lead field that most of them filter on with
@@ -189,6 +192,7 @@ impl Marketplace {
                     .or_default()
                     .push(index);
             }
+            market.timeout_ms_max = market.timeout_ms_max.max(Some(buyer.timeout_ms));
             market.buyers.push(Arc::new(buyer));
         }
         for (vertical, members) in &market.by_vertical {
@@ -197,6 +201,11 @@ impl Marketplace {
             }
         }
         Ok(market)
+    }
+
+    /// The slowest buyer's `timeout_ms`; `None` without buyers.
+    pub fn timeout_ms_max(&self) -> Option<u64> {
+        self.timeout_ms_max
     }
 
     pub fn buyer(&self, id: &str) -> Option<&Arc<Buyer>> {

@@ -69,11 +69,11 @@ async fn spawn_market() -> TestMarket {
 }
 
 impl TestMarket {
-    fn url(&self, buyer: &str, kind: Kind) -> String {
+    fn url(&self, buyer: &str, kind: Kind) -> reqwest::Url {
         self.buyers
             .url(buyer, kind)
             .expect("the buyer is served")
-            .to_string()
+            .clone()
     }
 
     /// The buyer as the exchange sees it, its post URL pointing at the bound port.

@@ -109,13 +109,7 @@ impl Exchange {
 
     /// How long a post may hold a ping: every attempt at the slowest buyer's timeout, plus slack.
     pub fn post_lease(&self) -> std::time::Duration {
-        let market = self.marketplace();
-        let slowest_ms = market
-            .buyers
-            .iter()
-            .map(|b| b.timeout_ms)
-            .max()
-            .unwrap_or(1_000);
+        let slowest_ms = self.marketplace().timeout_ms_max().unwrap_or(1_000);
         std::time::Duration::from_millis(
             slowest_ms * self.config.auction.max_post_attempts as u64 + 5_000,
         )
