@@ -227,13 +227,14 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
     exchange.run(warm, warmup).await;
 
     println!("{}", report::HEADER);
+    let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).collect();
     let duration = Duration::from_secs(args.duration);
     let mut peak: f64 = 0.0;
     for &concurrency in &args.concurrency {
         let mode = Mode::Closed { concurrency };
-        let c = measured(&fleet, &ceiling, mode, duration).await;
+        let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
-        let e = measured(&fleet, &exchange, mode, duration).await;
+        let e = measured(&fleet, &exchange, mode, duration, &pids).await;
         settle().await;
         peak = peak.max(e.stats.flows_per_s());
         println!(
@@ -244,9 +245,9 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
     if args.half_peak && peak > 0.0 {
         let rate_per_s = (peak / 2.0).max(1.0);
         let mode = Mode::Open { rate_per_s };
-        let c = measured(&fleet, &ceiling, mode, duration).await;
+        let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
-        let e = measured(&fleet, &exchange, mode, duration).await;
+        let e = measured(&fleet, &exchange, mode, duration, &pids).await;
         println!(
             "{}",
             report::rows(&format!("open {rate_per_s:.0}/s"), &c, &e)
@@ -282,12 +283,19 @@ async fn measured(
     generator: &Arc<Generator>,
     mode: Mode,
     duration: Duration,
+    exchange_pids: &[u32],
 ) -> Measured {
     let (bids_before, _) = fleet.counters.snapshot();
     let refused_before = fleet.counters.accept_errors.load(Ordering::Relaxed);
     let cpu_before = CpuTicks::now();
+    let exchange_before = report::process_ticks(exchange_pids);
     let stats = generator.run(mode, duration).await;
     let cpu = CpuUse::between(cpu_before, CpuTicks::now(), cores(), stats.flows);
+    // A tick is 10 ms (USER_HZ 100).
+    let exchange_ms_per_flow = (!exchange_pids.is_empty()).then(|| {
+        (report::process_ticks(exchange_pids) - exchange_before) as f64 * 10.0
+            / stats.flows.max(1) as f64
+    });
     let (bids_after, _) = fleet.counters.snapshot();
     let refused = fleet.counters.accept_errors.load(Ordering::Relaxed) - refused_before;
     if refused > 0 {
@@ -300,6 +308,7 @@ async fn measured(
         stats,
         bids_per_flow,
         cpu,
+        exchange_ms_per_flow,
     }
 }
 
