@@ -3,6 +3,9 @@
 mod reports;
 mod writer;
 
+#[cfg(test)]
+mod schema_tests;
+
 use std::str::FromStr;
 use std::time::Duration;
 
