@@ -825,6 +825,17 @@ mod tests {
         Ok(())
     }
 
+    /// A writer on a new database file `w.db` in a temp dir, with the tables of `schema`.
+    async fn writer_on(schema: &'static str) -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::open(&dir.path().join("w.db"), Duration::from_secs(1)).unwrap();
+        writer
+            .run(move |c| c.execute_batch(schema).map_err(classify))
+            .await
+            .unwrap();
+        (dir, writer)
+    }
+
     #[tokio::test]
     async fn an_in_memory_database_is_refused_with_a_clear_error() {
         // The writer is a second connection: in memory, it would write to a database of its
@@ -842,16 +853,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_keeps_the_writes_that_succeed_and_only_those() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, writer) = writer_on("create table t (n integer primary key)").await;
         let path = dir.path().join("w.db");
-        let writer = Writer::open(&path, Duration::from_secs(1)).unwrap();
-        writer
-            .run(|c| {
-                c.execute_batch("create table t (n integer primary key)")
-                    .map_err(classify)
-            })
-            .await
-            .unwrap();
         // Sent at once, so the thread finds them waiting together and runs them in one batch
         // (and if it does not, each must still get the same answer).
         let (kept, refused, conflict, panicked, after) = tokio::join!(
@@ -882,16 +885,8 @@ mod tests {
 
     #[tokio::test]
     async fn writes_that_all_succeed_commit_in_one_pass() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let writer = Arc::new(Writer::open(&path, Duration::from_secs(1)).unwrap());
-        writer
-            .run(|c| {
-                c.execute_batch("create table t (n integer primary key)")
-                    .map_err(classify)
-            })
-            .await
-            .unwrap();
+        let (dir, writer) = writer_on("create table t (n integer primary key)").await;
+        let (path, writer) = (dir.path().join("w.db"), Arc::new(writer));
         // Many writes at once, so that batches hold several; none fails.
         let tasks: Vec<_> = (0..200)
             .map(|n| {
@@ -922,16 +917,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_wal_starts_over_while_writes_never_pause() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let writer = Arc::new(Writer::open(&path, Duration::from_secs(1)).unwrap());
-        writer
-            .run(|c| {
-                c.execute_batch("create table t (n integer primary key, pad blob)")
-                    .map_err(classify)
-            })
-            .await
-            .unwrap();
+        let (dir, writer) = writer_on("create table t (n integer primary key, pad blob)").await;
+        let (path, writer) = (dir.path().join("w.db"), Arc::new(writer));
         // Eight writers that never pause, two pages a row: 24,000 pages (96 MB) through the
         // WAL. A checkpoint beside them never copies every page, so only the writer's own
         // finish lets the WAL start over before SQLite's own checkpoint on the writer at
