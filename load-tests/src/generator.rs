@@ -3,10 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
+use pingpost::buyer_client::{Endpoint, Transport};
 use serde_json::{json, Value};
 
 use crate::market::{BuyerSpec, LeadPair, Market, FLOOR, SELLER_KEY, SIGNING_SECRET, VERTICAL};
@@ -134,7 +135,11 @@ struct Flow {
 
 pub struct Generator {
     pub target: Target,
+    /// The sellers' client, to the exchange.
     pub client: reqwest::Client,
+    /// The ceiling's client, to the buyers: the exchange's own transport (hyper's pooled
+    /// client, a pool per thread, the same idle bound), so the two compare on one wire.
+    transport: Transport,
     market_leads: Arc<Market>,
     sequence: AtomicU64,
     errors_shown: AtomicU64,
@@ -142,23 +147,19 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(target: Target, market: Arc<Market>) -> anyhow::Result<Generator> {
-        let idle_per_host = match target {
-            // The exchange's own setting (`buyer_client`): kept without a bound, the bare
-            // client's idle connections to 100 buyer ports took every descriptor the process
-            // has in `tenk`, and the fleet beside it could no longer accept.
-            Target::Ceiling { .. } => 64,
-            // The sellers' connections to the exchange: one per seller.
-            Target::Exchange { .. } => 4096,
-        };
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(idle_per_host)
-            // Short, so the ceiling's connections are gone before the exchange's run starts.
+            // The sellers' connections to the exchange: one per seller.
+            .pool_max_idle_per_host(4096)
             .pool_idle_timeout(Duration::from_secs(2))
             .build()?;
+        // Idle for 2 s at most, so the ceiling's connections are gone before the exchange's
+        // run starts (runs are 3 s apart).
+        let transport = Transport::new(Duration::from_secs(2))?;
         Ok(Generator {
             target,
             client,
+            transport,
             market_leads: market,
             sequence: AtomicU64::new(0),
             errors_shown: AtomicU64::new(0),
@@ -342,14 +343,14 @@ impl Generator {
         let mut pending: FuturesUnordered<_> = asked
             .iter()
             .map(|buyer| {
-                let request = self.signed(&buyer.ping_url, body.clone()).timeout(timeout);
+                let request = self.signed(&buyer.ping_url, body.clone());
                 async move {
-                    let response = request.send().await.ok()?;
-                    if response.status().as_u16() != 200 {
+                    let (status, bytes) =
+                        tokio::time::timeout(timeout, request).await.ok()?.ok()?;
+                    if status != 200 {
                         return None;
                     }
-                    let answer: Value =
-                        serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+                    let answer: Value = serde_json::from_slice(&bytes).ok()?;
                     let cents = cents(answer["bid"].as_str()?)?;
                     Some((cents, answer["bid_id"].as_str().map(str::to_string), buyer))
                 }
@@ -380,13 +381,12 @@ impl Generator {
                 "vertical": VERTICAL, "lead": lead.full,
             }))?;
             let accepted = async {
-                let response = self
-                    .signed(&buyer.post_url, body.into())
-                    .timeout(Duration::from_millis(timeout_ms))
-                    .send()
+                let request = self.signed(&buyer.post_url, body.into());
+                let (_, bytes) = tokio::time::timeout(Duration::from_millis(timeout_ms), request)
                     .await
+                    .ok()?
                     .ok()?;
-                let answer: Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+                let answer: Value = serde_json::from_slice(&bytes).ok()?;
                 answer["accepted"].as_bool()
             }
             .await;
@@ -403,18 +403,14 @@ impl Generator {
     }
 
     /// A request signed as the exchange signs it: the ceiling pays for the protocol too.
-    fn signed(&self, url: &str, body: bytes::Bytes) -> reqwest::RequestBuilder {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let signature = pingpost::buyer_client::signature(SIGNING_SECRET, timestamp, &body);
-        self.client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-pingpost-timestamp", timestamp.to_string())
-            .header("x-pingpost-signature", signature)
-            .body(body)
+    async fn signed(
+        &self,
+        endpoint: &Endpoint,
+        body: bytes::Bytes,
+    ) -> Result<(u16, Vec<u8>), String> {
+        self.transport
+            .post_signed(endpoint, SIGNING_SECRET, body)
+            .await
     }
 }
 

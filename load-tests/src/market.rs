@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use pingpost::buyer_client::Endpoint;
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -40,8 +41,9 @@ pub struct MarketSpec {
 #[derive(Debug, Clone)]
 pub struct BuyerSpec {
     pub id: String,
-    pub ping_url: String,
-    pub post_url: String,
+    /// Parsed once, as the exchange parses a buyer's URLs when it loads its configuration.
+    pub ping_url: Endpoint,
+    pub post_url: Endpoint,
 }
 
 pub struct Market {
@@ -72,8 +74,10 @@ impl Market {
             let addr = addrs[i % addrs.len()];
             let id = format!("b{i:05}");
             let buyer = BuyerSpec {
-                ping_url: format!("http://{addr}/{id}/ping"),
-                post_url: format!("http://{addr}/{id}/post"),
+                ping_url: Endpoint::parse(&format!("http://{addr}/{id}/ping"))
+                    .map_err(anyhow::Error::msg)?,
+                post_url: Endpoint::parse(&format!("http://{addr}/{id}/post"))
+                    .map_err(anyhow::Error::msg)?,
                 id,
             };
             let mut text = format!(
@@ -81,8 +85,8 @@ impl Market {
                  ping_url = \"{ping}\"\npost_url = \"{post}\"\ntimeout_ms = {timeout}\n\
                  signing_secret = \"{SIGNING_SECRET}\"\nmax_bid = \"500.00\"\nmax_in_flight = 100000\n",
                 id = buyer.id,
-                ping = buyer.ping_url,
-                post = buyer.post_url,
+                ping = buyer.ping_url.as_str(),
+                post = buyer.post_url.as_str(),
                 timeout = spec.timeout_ms,
             );
             if spec.groups > 1 {

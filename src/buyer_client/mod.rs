@@ -1,10 +1,11 @@
 //! The outbound client that talks to buyers: signed requests, hard timeouts, bounded bodies.
 
+mod transport;
 pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -12,10 +13,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::Buyer;
 use crate::domain::Money;
+use transport::sending_threads;
+pub use transport::{Endpoint, Transport, RESPONSE_BYTES_MAX};
 pub use wire::{BidAnswer, BidRequest, PostAnswer, PostRequest};
-
-/// Largest response body read from a buyer; past it the answer is an error.
-pub const RESPONSE_BYTES_MAX: usize = 64 * 1024;
 
 /// What came of one request to a buyer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,24 +33,13 @@ pub struct Timed<T> {
 
 #[derive(Clone)]
 pub struct BuyerClient {
-    /// One HTTP client, and so one connection pool, per thread that sends: a connection's
-    /// task lives on the thread that opened it, and a request from another thread crossed
-    /// to it and back (two wake-ups of another thread per request; see load-tests/RESULTS.md).
-    http: Arc<thread_local::ThreadLocal<reqwest::Client>>,
+    transport: Transport,
     in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     /// Requests in flight to all buyers together. Each holds a connection, and a connection
     /// is a file descriptor: unbounded, a burst of auctions over many buyers took every
     /// descriptor the process had, and the database could no longer open its files (sales
     /// failed with 500s). Past the bound a request is that buyer's error.
     total_in_flight: Arc<Semaphore>,
-}
-
-/// Idle connections kept per buyer, shared out among the sending threads' pools.
-const IDLE_PER_BUYER_MAX: usize = 64;
-
-/// Threads that send to buyers, each with a pool of its own: the HTTP workers, one per core.
-fn sending_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Descriptors kept back from buyer connections: the database, the sellers' connections,
@@ -81,22 +70,6 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        // Below the keep-alive of common servers, so a pooled connection is not reused
-        // just as the buyer closes it.
-        .pool_idle_timeout(Duration::from_secs(4))
-        // Idle connections kept per buyer after a burst, all pools together: enough for 64
-        // auctions at once without reconnecting, few enough that idle connections to many
-        // buyers do not take the descriptors the requests in flight need (nor the buyers').
-        .pool_max_idle_per_host((IDLE_PER_BUYER_MAX / sending_threads()).max(8))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("pingpost/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 impl BuyerClient {
     pub fn new() -> anyhow::Result<BuyerClient> {
         BuyerClient::with_total_in_flight(total_in_flight_max())
@@ -104,22 +77,12 @@ impl BuyerClient {
 
     /// A client that has at most `total` requests in flight to all buyers together.
     pub fn with_total_in_flight(total: usize) -> anyhow::Result<BuyerClient> {
-        // Built once here so that a bad setting fails at start-up, not on a request.
-        let http = thread_local::ThreadLocal::new();
-        http.get_or_try(http_client)?;
         Ok(BuyerClient {
-            http: Arc::new(http),
+            // Below the keep-alive of common servers (5 s and up).
+            transport: Transport::new(Duration::from_secs(4))?,
             in_flight: Arc::default(),
             total_in_flight: Arc::new(Semaphore::new(total)),
         })
-    }
-
-    /// This thread's client, built on its first request (with the settings that built one at
-    /// start-up, so a failure here would be the machine's, and is that request's error).
-    fn http(&self) -> Result<&reqwest::Client, String> {
-        self.http
-            .get_or_try(http_client)
-            .map_err(|_| "the HTTP client could not be built".to_string())
     }
 
     fn semaphore(&self, buyer: &Buyer) -> Arc<Semaphore> {
@@ -132,7 +95,7 @@ impl BuyerClient {
     pub async fn bid(
         &self,
         buyer: &Buyer,
-        url: &reqwest::Url,
+        url: &Endpoint,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Timed<BidAnswer> {
@@ -151,7 +114,7 @@ impl BuyerClient {
     async fn send<T>(
         &self,
         buyer: &Buyer,
-        url: &reqwest::Url,
+        url: &Endpoint,
         body: Vec<u8>,
         timeout: Duration,
         parse: impl FnOnce(u16, &[u8]) -> Result<T, String>,
@@ -163,7 +126,9 @@ impl BuyerClient {
             (Err(_), _) => Outcome::Error("too many requests in flight to this buyer".into()),
             (_, Err(_)) => Outcome::Error("too many requests in flight to all buyers".into()),
             (Ok(_buyer), Ok(_total)) => {
-                let exchange = self.exchange(buyer, url, body);
+                let exchange =
+                    self.transport
+                        .post_signed(url, buyer.signing_secret.expose(), body.into());
                 match tokio::time::timeout(timeout, exchange).await {
                     Err(_) => Outcome::Timeout,
                     Ok(Err(reason)) => Outcome::Error(reason),
@@ -178,51 +143,6 @@ impl BuyerClient {
             outcome,
             latency_ms: started.elapsed().as_millis() as u64,
         }
-    }
-
-    async fn exchange(
-        &self,
-        buyer: &Buyer,
-        url: &reqwest::Url,
-        body: Vec<u8>,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let signature = signature(buyer.signing_secret.expose(), timestamp, &body);
-        let mut response = self
-            .http()?
-            .post(url.clone())
-            .header("content-type", "application/json")
-            .header("x-pingpost-timestamp", timestamp.to_string())
-            .header("x-pingpost-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            if bytes.len() + chunk.len() > RESPONSE_BYTES_MAX {
-                return Err("response body too large".into());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok((status, bytes))
-    }
-}
-
-/// A short reason for a transport failure; never the URL's query or any body.
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_connect() {
-        "connection failed".into()
-    } else if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_body() || error.is_decode() {
-        "response body could not be read".into()
-    } else {
-        "request failed".into()
     }
 }
 
@@ -256,7 +176,7 @@ mod tests {
             Buyer::for_tests("first", &base),
             Buyer::for_tests("second", &base),
         );
-        let url = reqwest::Url::parse(&format!("{base}/bid")).unwrap();
+        let url = Endpoint::parse(&format!("{base}/bid")).unwrap();
         let waiting = client.bid(&first, &url, b"{}".to_vec(), Duration::from_millis(500));
         let refused = async {
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -11,12 +11,13 @@ use serde_json::Value;
 use super::keys::{parse_key, KeyHash};
 use super::raw::{RawBuyer, RawCaps, RawFilter, RawSchedule};
 use super::{parse_money, parse_url, ConfigError, Seller};
+use crate::buyer_client::Endpoint;
 use crate::domain::{FieldSpec, FieldType, Money, Sensitive, Vertical};
 
 #[derive(Debug, Clone)]
 pub enum Bidding {
     /// Asked for a bid on every eligible lead.
-    Ping { url: reqwest::Url },
+    Ping { url: Endpoint },
     /// Bids this price on every eligible lead without being asked.
     Fixed { price: Money },
 }
@@ -79,7 +80,7 @@ pub struct Buyer {
     pub verticals: Vec<String>,
     pub active: bool,
     pub bidding: Bidding,
-    pub post_url: reqwest::Url,
+    pub post_url: Endpoint,
     pub timeout_ms: u64,
     pub signing_secret: Sensitive<String>,
     pub api_key_hash: Option<KeyHash>,
@@ -104,9 +105,9 @@ impl Buyer {
             verticals: vec!["auto".to_string()],
             active: true,
             bidding: Bidding::Ping {
-                url: reqwest::Url::parse(&format!("{base}/bid")).expect("a test URL"),
+                url: Endpoint::parse(&format!("{base}/bid")).expect("a test URL"),
             },
-            post_url: reqwest::Url::parse(&format!("{base}/post")).expect("a test URL"),
+            post_url: Endpoint::parse(&format!("{base}/post")).expect("a test URL"),
             timeout_ms: 100,
             signing_secret: Sensitive::new("secret".into()),
             api_key_hash: None,

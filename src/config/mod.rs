@@ -18,6 +18,7 @@ pub use error::ConfigError;
 pub use keys::{hash_key, KeyHash};
 pub use marketplace::Marketplace;
 
+use crate::buyer_client::Endpoint;
 use crate::domain::{FieldSpec, FieldType, Money, Vertical};
 use raw::{RawExchange, RawField, RawVertical, TOP_LEVEL_KEYS};
 
@@ -282,13 +283,8 @@ pub(crate) fn parse_money(file: &Path, key: &str, text: &str) -> Result<Money, C
 
 /// A buyer URL, parsed once here: every request to the buyer uses it as it is, instead of
 /// parsing the text again per request (a few percent of the exchange's CPU under load).
-pub(crate) fn parse_url(file: &Path, key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(text)
-        .map_err(|e| ConfigError::new(file, key, format!("is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(file, key, "must be an http or https URL"));
-    }
-    Ok(url)
+pub(crate) fn parse_url(file: &Path, key: &str, text: &str) -> Result<Endpoint, ConfigError> {
+    Endpoint::parse(text).map_err(|reason| ConfigError::new(file, key, reason))
 }
 
 fn parse_vertical(file: &Path, index: usize, raw: RawVertical) -> Result<Vertical, ConfigError> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::{spawn, DemoBuyers, Kind};
-use crate::buyer_client::{signature, BidAnswer, BuyerClient, Outcome, PostAnswer};
+use crate::buyer_client::{signature, BidAnswer, BuyerClient, Endpoint, Outcome, PostAnswer};
 use crate::config::{Buyer, Config};
 use crate::domain::Money;
 
@@ -69,11 +69,9 @@ async fn spawn_market() -> TestMarket {
 }
 
 impl TestMarket {
-    fn url(&self, buyer: &str, kind: Kind) -> reqwest::Url {
-        self.buyers
-            .url(buyer, kind)
-            .expect("the buyer is served")
-            .clone()
+    fn url(&self, buyer: &str, kind: Kind) -> Endpoint {
+        let url = self.buyers.url(buyer, kind).expect("the buyer is served");
+        Endpoint::try_from(url.clone()).expect("a served URL is a request URI")
     }
 
     /// The buyer as the exchange sees it, its post URL pointing at the bound port.
@@ -107,7 +105,7 @@ impl TestMarket {
     /// A ping to `ranged`, signed with `secret` at `timestamp`.
     async fn raw_ping(&self, secret: &str, timestamp: u64, body: &[u8]) -> reqwest::Response {
         self.http
-            .post(self.url("ranged", Kind::Ping))
+            .post(self.url("ranged", Kind::Ping).url().clone())
             .header("x-pingpost-timestamp", timestamp.to_string())
             .header("x-pingpost-signature", signature(secret, timestamp, body))
             .body(body.to_vec())
@@ -175,7 +173,7 @@ async fn a_wrong_signature_or_an_old_timestamp_gets_401() {
     assert_eq!(stale.status(), 401);
     let unsigned = market
         .http
-        .post(market.url("ranged", Kind::Ping))
+        .post(market.url("ranged", Kind::Ping).url().clone())
         .body(PING)
         .send()
         .await
@@ -269,7 +267,7 @@ async fn bodies_over_the_limit_unknown_paths_and_other_methods_are_refused() {
     );
     let get = market
         .http
-        .get(market.url("ranged", Kind::Ping))
+        .get(market.url("ranged", Kind::Ping).url().clone())
         .send()
         .await
         .expect("answers");
