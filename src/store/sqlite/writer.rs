@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags};
@@ -530,9 +530,7 @@ pub(super) fn insert_pings(tx: &Connection, pings: &[NewPing]) -> StoreResult<()
     let mut ping_insert = tx
         .prepare_cached("insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price_cents, payout_cents, expires_at, created_at, post_state) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
         .map_err(classify)?;
-    let mut bid_insert = tx
-        .prepare_cached("insert into bid (ping_id, buyer_id, outcome, price_cents, floor_cents, bid_id, reason, latency_ms, rank, created_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
-        .map_err(classify)?;
+    let mut one = tx.prepare_cached(&BID_INSERT_ONE).map_err(classify)?;
     for ping in pings {
         let created_at = micros(ping.created_at);
         let post_state = if ping.status == PingStatus::Offer {
@@ -555,24 +553,74 @@ pub(super) fn insert_pings(tx: &Connection, pings: &[NewPing]) -> StoreResult<()
                 post_state,
             ])
             .map_err(classify)?;
-        for b in &ping.bids {
-            bid_insert
-                .execute(params![
-                    ping.id,
-                    b.buyer_id,
-                    b.outcome,
-                    b.price.map(|m| m.cents()),
-                    b.floor.cents(),
-                    b.bid_id,
-                    b.reason,
-                    b.latency_ms,
-                    b.rank,
-                    created_at,
-                ])
-                .map_err(classify)?;
+        // Bid rows go in BID_ROWS_PER_INSERT at a time, one statement each: SQLite's work
+        // to start, finish and reset a statement was paid per row (100 per auction).
+        let mut chunks = ping.bids.chunks_exact(BID_ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut many = tx.prepare_cached(&BID_INSERT_MANY).map_err(classify)?;
+            for chunk in &mut chunks {
+                insert_bids(&mut many, &ping.id, created_at, chunk)?;
+            }
+        }
+        for bid in chunks.remainder() {
+            insert_bids(&mut one, &ping.id, created_at, std::slice::from_ref(bid))?;
         }
     }
     Ok(())
+}
+
+/// Bid rows per insert statement, but for a ping's last few (one statement each, so that
+/// only two statements are ever prepared and cached).
+const BID_ROWS_PER_INSERT: usize = 32;
+
+static BID_INSERT_ONE: LazyLock<String> = LazyLock::new(|| bid_insert_sql(1));
+static BID_INSERT_MANY: LazyLock<String> = LazyLock::new(|| bid_insert_sql(BID_ROWS_PER_INSERT));
+
+/// Runs `insert`, a statement of `bid_insert_sql(bids.len())`, with the rows of `bids`.
+fn insert_bids(
+    insert: &mut rusqlite::Statement<'_>,
+    ping_id: &str,
+    created_at: i64,
+    bids: &[BidRecord],
+) -> StoreResult<()> {
+    const COLUMNS: usize = 10;
+    debug_assert_eq!(insert.parameter_count(), bids.len() * COLUMNS);
+    for (row, b) in bids.iter().enumerate() {
+        let at = row * COLUMNS;
+        let bound = [
+            insert.raw_bind_parameter(at + 1, ping_id),
+            insert.raw_bind_parameter(at + 2, &b.buyer_id),
+            insert.raw_bind_parameter(at + 3, b.outcome),
+            insert.raw_bind_parameter(at + 4, b.price.map(|m| m.cents())),
+            insert.raw_bind_parameter(at + 5, b.floor.cents()),
+            insert.raw_bind_parameter(at + 6, &b.bid_id),
+            insert.raw_bind_parameter(at + 7, &b.reason),
+            insert.raw_bind_parameter(at + 8, b.latency_ms),
+            insert.raw_bind_parameter(at + 9, b.rank),
+            insert.raw_bind_parameter(at + 10, created_at),
+        ];
+        for result in bound {
+            result.map_err(classify)?;
+        }
+    }
+    insert.raw_execute().map_err(classify)?;
+    Ok(())
+}
+
+/// `insert into bid (…) values (?1, …, ?10), (?11, …), …` for `rows` rows.
+fn bid_insert_sql(rows: usize) -> String {
+    let mut sql = String::from("insert into bid (ping_id, buyer_id, outcome, price_cents, floor_cents, bid_id, reason, latency_ms, rank, created_at) values ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let at = row * 10;
+        let placeholders: Vec<String> = (1..=10).map(|i| format!("?{}", at + i)).collect();
+        sql.push('(');
+        sql.push_str(&placeholders.join(", "));
+        sql.push(')');
+    }
+    sql
 }
 
 /// Takes the ping for posting; `true` if this call took it.
@@ -834,6 +882,104 @@ mod tests {
             .await
             .unwrap();
         (dir, writer)
+    }
+
+    /// A ping with `bids` bid rows, every column of each row set apart from the others.
+    fn ping_with_bids(id: &str, bids: usize) -> NewPing {
+        NewPing {
+            id: id.to_string(),
+            seller_id: "s".into(),
+            vertical: "auto".into(),
+            sub_id: None,
+            lead_json: "{}".into(),
+            status: PingStatus::NoBid,
+            price: None,
+            payout: None,
+            expires_at: None,
+            created_at: chrono::Utc::now(),
+            bids: (0..bids)
+                .map(|i| BidRecord {
+                    buyer_id: format!("b{i:04}"),
+                    outcome: ["bid", "no_bid", "timeout", "error", "below_floor"][i % 5],
+                    price: (i % 2 == 0).then(|| Money::from_cents(100 + i as i64)),
+                    floor: Money::from_cents(50 + i as i64),
+                    bid_id: (i % 3 == 0).then(|| format!("x{i}")),
+                    reason: (i % 4 == 0).then(|| format!("reason {i}")),
+                    latency_ms: 1000 + i as i64,
+                    rank: (i % 5 == 0).then_some(i as i32),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_bid_row_is_written_as_given_whatever_their_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bids.db");
+        let store = super::super::SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        // Around the rows per statement: none, one, one short, exact, one over, two and a rest.
+        let counts = [0, 1, 31, 32, 33, 70];
+        for (n, count) in counts.iter().enumerate() {
+            store
+                .log_ping(ping_with_bids(&format!("p{n}"), *count))
+                .await
+                .unwrap();
+        }
+        let connection = Connection::open(&path).unwrap();
+        for (n, count) in counts.iter().enumerate() {
+            let expected = ping_with_bids(&format!("p{n}"), *count);
+            let mut select = connection
+                .prepare("select buyer_id, outcome, price_cents, floor_cents, bid_id, reason, latency_ms, rank from bid where ping_id = ?1 order by buyer_id")
+                .unwrap();
+            let rows: Vec<_> = select
+                .query_map([&expected.id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<i64>>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                        row.get::<_, Option<String>>(5)?,
+                        row.get::<_, i64>(6)?,
+                        row.get::<_, Option<i32>>(7)?,
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let wanted: Vec<_> = expected
+                .bids
+                .iter()
+                .map(|b| {
+                    (
+                        b.buyer_id.clone(),
+                        b.outcome.to_string(),
+                        b.price.map(|m| m.cents()),
+                        b.floor.cents(),
+                        b.bid_id.clone(),
+                        b.reason.clone(),
+                        b.latency_ms,
+                        b.rank,
+                    )
+                })
+                .collect();
+            assert_eq!(rows, wanted, "{count} bids");
+        }
+        // A bad row among many refuses the whole ping: its row and every bid row.
+        let mut bad = ping_with_bids("p_bad", 40);
+        bad.bids[35].outcome = "maybe";
+        assert!(store.log_ping(bad).await.is_err());
+        let left: i64 = connection
+            .query_row(
+                "select (select count(*) from ping where id = 'p_bad') + (select count(*) from bid where ping_id = 'p_bad')",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[tokio::test]
