@@ -59,6 +59,7 @@ impl TryFrom<url::Url> for Endpoint {
     type Error = String;
 
     fn try_from(url: url::Url) -> Result<Endpoint, String> {
+        // A fragment is the client's own: the request URI leaves it out.
         let uri = url
             .as_str()
             .parse::<Uri>()
@@ -328,5 +329,7 @@ mod tests {
             .starts_with("is not a URL"));
         let endpoint = Endpoint::parse("http://127.0.0.1:9/a b").unwrap();
         assert_eq!(endpoint.as_str(), "http://127.0.0.1:9/a%20b");
+        let endpoint = Endpoint::parse("http://127.0.0.1:9/a?b=1#c").unwrap();
+        assert_eq!(endpoint.uri.to_string(), "http://127.0.0.1:9/a?b=1");
     }
 }
