@@ -343,7 +343,7 @@ impl Generator {
         let mut pending: FuturesUnordered<_> = asked
             .iter()
             .map(|buyer| {
-                let request = self.signed(&buyer.ping_url, body.clone());
+                let request = self.send_signed(&buyer.ping_url, body.clone());
                 async move {
                     let (status, bytes) =
                         tokio::time::timeout(timeout, request).await.ok()?.ok()?;
@@ -381,7 +381,7 @@ impl Generator {
                 "vertical": VERTICAL, "lead": lead.full,
             }))?;
             let accepted = async {
-                let request = self.signed(&buyer.post_url, body.into());
+                let request = self.send_signed(&buyer.post_url, body.into());
                 let (_, bytes) = tokio::time::timeout(Duration::from_millis(timeout_ms), request)
                     .await
                     .ok()?
@@ -402,8 +402,8 @@ impl Generator {
         })
     }
 
-    /// A request signed as the exchange signs it: the ceiling pays for the protocol too.
-    async fn signed(
+    /// Sends a request signed as the exchange signs it: the ceiling pays for the protocol too.
+    async fn send_signed(
         &self,
         endpoint: &Endpoint,
         body: bytes::Bytes,

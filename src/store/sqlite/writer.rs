@@ -531,6 +531,8 @@ pub(super) fn insert_pings(tx: &Connection, pings: &[NewPing]) -> StoreResult<()
         .prepare_cached("insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price_cents, payout_cents, expires_at, created_at, post_state) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
         .map_err(classify)?;
     let mut one = tx.prepare_cached(&BID_INSERT_ONE).map_err(classify)?;
+    // Prepared (from the cache) once for the batch, on the first ping with 32 bids or more.
+    let mut many = None;
     for ping in pings {
         let created_at = micros(ping.created_at);
         let post_state = if ping.status == PingStatus::Offer {
@@ -556,10 +558,12 @@ pub(super) fn insert_pings(tx: &Connection, pings: &[NewPing]) -> StoreResult<()
         // Bid rows go in BID_ROWS_PER_INSERT at a time, one statement each: SQLite's work
         // to start, finish and reset a statement was paid per row (100 per auction).
         let mut chunks = ping.bids.chunks_exact(BID_ROWS_PER_INSERT);
-        if chunks.len() > 0 {
-            let mut many = tx.prepare_cached(&BID_INSERT_MANY).map_err(classify)?;
-            for chunk in &mut chunks {
-                insert_bids(&mut many, &ping.id, created_at, chunk)?;
+        for chunk in &mut chunks {
+            if many.is_none() {
+                many = Some(tx.prepare_cached(&BID_INSERT_MANY).map_err(classify)?);
+            }
+            if let Some(many) = many.as_mut() {
+                insert_bids(many, &ping.id, created_at, chunk)?;
             }
         }
         for bid in chunks.remainder() {
