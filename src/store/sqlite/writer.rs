@@ -324,11 +324,8 @@ fn run_jobs(
                 }
                 // The writes' own panics are caught where they run; one here would leave the
                 // transaction open, so it is rolled back before the next batch.
-                match catch_unwind(AssertUnwindSafe(|| batch.run(&connection))) {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        redone.fetch_add(1, Ordering::Relaxed);
-                    }
+                match catch_unwind(AssertUnwindSafe(|| batch.run(&connection, redone))) {
+                    Ok(()) => {}
                     Err(_) => {
                         tracing::error!("a batch on SQLite's writer thread panicked");
                         let _ = statement(&connection, "ROLLBACK");
@@ -385,33 +382,34 @@ impl Batch {
     /// write had one (load-tests/RESULTS.md). Writes almost never fail; when one does (a cap
     /// at settlement, a conflict), the whole transaction is rolled back and the batch runs
     /// again from the start with a savepoint around each write, so that the failure rolls
-    /// back that write alone. Returns whether the batch had to run again.
-    fn run(mut self, connection: &Connection) -> bool {
+    /// back that write alone. A batch that runs again is counted in `redone` before any of
+    /// its answers is sent.
+    fn run(mut self, connection: &Connection, redone: &AtomicU64) {
         // IMMEDIATE takes the write lock up front, so a transaction never fails half-way
         // on a lock upgrade; another process's writers wait up to the busy timeout.
         if let Err(e) = statement(connection, "BEGIN IMMEDIATE") {
             self.fail(&CommitFailed::new(e));
-            return false;
+            return;
         }
         let all_ok = (self.pings.is_empty() || insert_pings(connection, &self.pings).is_ok())
             && self.writes.iter_mut().all(|write| write.run(connection));
         if all_ok {
             let ping_results = self.pings.iter().map(|_| Ok(())).collect();
             self.commit(connection, ping_results);
-            return false;
+            return;
         }
         // A write failed: nothing of this pass is kept.
         let _ = statement(connection, "ROLLBACK");
+        redone.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = statement(connection, "BEGIN IMMEDIATE") {
             self.fail(&CommitFailed::new(e));
-            return true;
+            return;
         }
         let ping_results = log_pings(connection, &self.pings);
         for write in &mut self.writes {
             in_savepoint(connection, write.as_mut());
         }
         self.commit(connection, ping_results);
-        true
     }
 
     /// Commits the open transaction and answers every ping and write.
