@@ -171,18 +171,23 @@ pub(super) async fn auction_counts(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> StoreResult<Vec<AuctionCell>> {
+    // `x` is the post attempts (or the pings), `b` the bid log, `p` their ping.
     let (group, join) = match dimension {
         AuctionDimension::Buyer => ("x.buyer_id", ""),
         AuctionDimension::Seller => ("p.seller_id", "join ping p on p.id = x.ping_id"),
         AuctionDimension::Vertical => ("p.vertical", "join ping p on p.id = x.ping_id"),
     };
+    let bid_group = group.replace("x.", "b.");
     let range = "x.created_at >= ? and x.created_at < ?";
+    // The bid log has no time index (migration 0006): a range's bids are its pings' bids,
+    // found through `ping_created` and read a ping's rows together by the bid key.
     let bids = format!(
-        "select {group}, count(*), sum(x.outcome in ('bid', 'below_floor')), \
-         coalesce(sum(case when x.outcome in ('bid', 'below_floor') then x.price_cents end), 0), \
-         sum(x.outcome = 'below_floor'), sum(x.outcome = 'no_bid'), sum(x.outcome = 'timeout'), \
-         sum(x.outcome = 'error'), sum(coalesce(x.rank = 1, 0)) \
-         from bid x {join} where {range} group by 1"
+        "select {bid_group}, count(*), sum(b.outcome in ('bid', 'below_floor')), \
+         coalesce(sum(case when b.outcome in ('bid', 'below_floor') then b.price_cents end), 0), \
+         sum(b.outcome = 'below_floor'), sum(b.outcome = 'no_bid'), sum(b.outcome = 'timeout'), \
+         sum(b.outcome = 'error'), sum(coalesce(b.rank = 1, 0)) \
+         from ping p join bid b on b.ping_id = p.id \
+         where p.created_at >= ? and p.created_at < ? group by 1"
     );
     let posts = format!(
         "select {group}, sum(x.outcome = 'accepted'), \
