@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
@@ -87,6 +88,10 @@ impl BuyerClient {
 
     fn semaphore(&self, buyer: &Buyer) -> Arc<Semaphore> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up before `entry`, which takes an owned key: a copy of the id per request.
+        if let Some(semaphore) = map.get(buyer.id.as_str()) {
+            return semaphore.clone();
+        }
         map.entry(buyer.id.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(buyer.max_in_flight as usize)))
             .clone()
@@ -96,7 +101,7 @@ impl BuyerClient {
         &self,
         buyer: &Buyer,
         url: &Endpoint,
-        body: Vec<u8>,
+        body: Bytes,
         timeout: Duration,
     ) -> Timed<BidAnswer> {
         let max_bid = buyer.max_bid;
@@ -107,15 +112,21 @@ impl BuyerClient {
     }
 
     pub async fn post(&self, buyer: &Buyer, body: Vec<u8>, timeout: Duration) -> Timed<PostAnswer> {
-        self.send(buyer, &buyer.post_url, body, timeout, wire::parse_post)
-            .await
+        self.send(
+            buyer,
+            &buyer.post_url,
+            body.into(),
+            timeout,
+            wire::parse_post,
+        )
+        .await
     }
 
     async fn send<T>(
         &self,
         buyer: &Buyer,
         url: &Endpoint,
-        body: Vec<u8>,
+        body: Bytes,
         timeout: Duration,
         parse: impl FnOnce(u16, &[u8]) -> Result<T, String>,
     ) -> Timed<T> {
@@ -126,9 +137,9 @@ impl BuyerClient {
             (Err(_), _) => Outcome::Error("too many requests in flight to this buyer".into()),
             (_, Err(_)) => Outcome::Error("too many requests in flight to all buyers".into()),
             (Ok(_buyer), Ok(_total)) => {
-                let exchange =
-                    self.transport
-                        .post_signed(url, buyer.signing_secret.expose(), body.into());
+                let exchange = self
+                    .transport
+                    .post_signed(url, buyer.signing_secret.expose(), body);
                 match tokio::time::timeout(timeout, exchange).await {
                     Err(_) => Outcome::Timeout,
                     Ok(Err(reason)) => Outcome::Error(reason),
@@ -177,12 +188,22 @@ mod tests {
             Buyer::for_tests("second", &base),
         );
         let url = Endpoint::parse(&format!("{base}/bid")).unwrap();
-        let waiting = client.bid(&first, &url, b"{}".to_vec(), Duration::from_millis(500));
+        let waiting = client.bid(
+            &first,
+            &url,
+            Bytes::from_static(b"{}"),
+            Duration::from_millis(500),
+        );
         let refused = async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let started = Instant::now();
             let timed = client
-                .bid(&second, &url, b"{}".to_vec(), Duration::from_millis(500))
+                .bid(
+                    &second,
+                    &url,
+                    Bytes::from_static(b"{}"),
+                    Duration::from_millis(500),
+                )
                 .await;
             (timed, started.elapsed())
         };
@@ -198,7 +219,12 @@ mod tests {
         );
         // The permit comes back with the answer (here, the timeout).
         let after = client
-            .bid(&second, &url, b"{}".to_vec(), Duration::from_millis(50))
+            .bid(
+                &second,
+                &url,
+                Bytes::from_static(b"{}"),
+                Duration::from_millis(50),
+            )
             .await;
         assert_eq!(after.outcome, Outcome::Timeout);
     }

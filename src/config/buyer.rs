@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -13,6 +13,7 @@ use super::raw::{RawBuyer, RawCaps, RawFilter, RawSchedule};
 use super::{parse_money, parse_url, ConfigError, Seller};
 use crate::buyer_client::Endpoint;
 use crate::domain::{FieldSpec, FieldType, Money, Sensitive, Vertical};
+use crate::metrics::BuyerBidMetrics;
 
 #[derive(Debug, Clone)]
 pub enum Bidding {
@@ -93,6 +94,9 @@ pub struct Buyer {
     pub filters: Vec<Filter>,
     pub caps: Caps,
     pub schedule: Option<Schedule>,
+    /// Its bid metrics' handles, taken at its first auction: not configuration, kept here
+    /// so that an auction reaches them without looking the buyer up by id.
+    pub bid_metrics: OnceLock<BuyerBidMetrics>,
 }
 
 #[cfg(test)]
@@ -120,6 +124,7 @@ impl Buyer {
             filters: Vec::new(),
             caps: Caps::default(),
             schedule: None,
+            bid_metrics: OnceLock::new(),
         }
     }
 }
@@ -233,6 +238,7 @@ impl Buyer {
                 .transpose()?
                 .unwrap_or_default(),
             schedule: raw.schedule.map(|s| parse_schedule(file, s)).transpose()?,
+            bid_metrics: OnceLock::new(),
         })
     }
 }

@@ -87,7 +87,12 @@ impl TestMarket {
         let body = serde_json::to_vec(&body).expect("JSON serialises");
         let timeout = Duration::from_secs(5);
         self.client
-            .bid(&self.buyer(id), &self.url(id, Kind::Ping), body, timeout)
+            .bid(
+                &self.buyer(id),
+                &self.url(id, Kind::Ping),
+                body.into(),
+                timeout,
+            )
             .await
             .outcome
     }
@@ -237,7 +242,12 @@ async fn latency_delays_the_answer() {
     let (buyer, url) = (market.buyer("slow"), market.url("slow", Kind::Ping));
     let short = market
         .client
-        .bid(&buyer, &url, PING.to_vec(), Duration::from_millis(100))
+        .bid(
+            &buyer,
+            &url,
+            PING.to_vec().into(),
+            Duration::from_millis(100),
+        )
         .await;
     assert_eq!(short.outcome, Outcome::Timeout);
 }

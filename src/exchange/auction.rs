@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::value::RawValue;
 
@@ -26,11 +27,14 @@ pub struct AuctionOutcome {
     pub ranked: Vec<Candidate>,
     /// Every eligible buyer's outcome; ranks are set once the winner holds its caps.
     pub records: Vec<BidRecord>,
-    /// The buyers asked, as configured when the auction started.
-    pub buyers: std::collections::HashMap<String, Arc<Buyer>>,
+    /// The buyers asked, as configured when the auction started: `buyers[i]` gave
+    /// `records[i]`, and a candidate's `arrival` is its place in both (no search by id).
+    pub buyers: Vec<Arc<Buyer>>,
 }
 
 struct Asked {
+    /// The buyer's place among the eligible.
+    eligible: usize,
     buyer: Arc<Buyer>,
     floor: Money,
     result: Timed<BidAnswer>,
@@ -72,9 +76,10 @@ impl Exchange {
         let floor_of =
             |b: &Buyer| effective_floor(vertical.floor, seller.floor, ping_floor, b.floor);
 
+        let mut bodies = BidBodies::default();
         let mut answered: Vec<Asked> = Vec::with_capacity(eligible.len());
         let mut pending = FuturesUnordered::new();
-        for buyer in &eligible {
+        for (place, buyer) in eligible.iter().enumerate() {
             let floor = floor_of(buyer);
             match &buyer.bidding {
                 Bidding::Fixed { price } => {
@@ -88,6 +93,7 @@ impl Exchange {
                         }),
                     };
                     answered.push(Asked {
+                        eligible: place,
                         buyer: buyer.clone(),
                         floor,
                         result: Timed {
@@ -99,12 +105,15 @@ impl Exchange {
                 Bidding::Ping { url } => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     let timeout = Duration::from_millis(buyer.timeout_ms).min(left);
-                    let body = bid_request(ping_id, &vertical.id, floor, timeout, &lead_json)?;
+                    let body = bodies.get(floor, timeout, |tmax_ms| {
+                        bid_request(ping_id, &vertical.id, floor, tmax_ms, &lead_json)
+                    })?;
                     let buyer = buyer.clone();
                     let client = &self.client;
                     pending.push(async move {
                         let result = client.bid(&buyer, url, body, timeout).await;
                         Asked {
+                            eligible: place,
                             buyer,
                             floor,
                             result,
@@ -123,16 +132,23 @@ impl Exchange {
             }
         }
         let late = Instant::now().duration_since(received).as_millis() as i64;
-        let answered_ids: std::collections::HashSet<String> =
-            answered.iter().map(|a| a.buyer.id.clone()).collect();
+        let mut has_answered = vec![false; eligible.len()];
         let mut records = Vec::with_capacity(eligible.len());
+        let mut buyers = Vec::with_capacity(eligible.len());
         let mut candidates = Vec::new();
-        for (arrival, asked) in answered.iter().enumerate() {
-            let (record, candidate) = judge(asked, arrival as u32);
+        for (arrival, asked) in answered.into_iter().enumerate() {
+            let (record, candidate) = judge(&asked, arrival as u32);
+            has_answered[asked.eligible] = true;
             records.push(record);
+            buyers.push(asked.buyer);
             candidates.extend(candidate);
         }
-        for buyer in eligible.iter().filter(|b| !answered_ids.contains(&b.id)) {
+        for (buyer, _) in eligible
+            .iter()
+            .zip(&has_answered)
+            .filter(|(_, answered)| !**answered)
+        {
+            buyers.push(buyer.clone());
             records.push(BidRecord {
                 buyer_id: buyer.id.clone(),
                 outcome: "timeout",
@@ -151,7 +167,7 @@ impl Exchange {
         {
             tracing::info!(buyer = %record.buyer_id, outcome = record.outcome, reason = record.reason.as_deref().unwrap_or(""), "buyer gave no valid bid");
         }
-        let buyers = eligible.iter().map(|b| (b.id.clone(), b.clone())).collect();
+        debug_assert_eq!(buyers.len(), records.len());
         Ok(AuctionOutcome {
             ranked,
             records,
@@ -164,17 +180,53 @@ fn bid_request(
     ping_id: &str,
     vertical: &str,
     floor: Money,
-    timeout: Duration,
+    tmax_ms: u64,
     lead: &RawValue,
 ) -> anyhow::Result<Vec<u8>> {
     let request = BidRequest {
         ping_id,
         vertical,
         floor,
-        tmax_ms: timeout.as_millis() as u64,
+        tmax_ms,
         lead,
     };
     Ok(serde_json::to_vec(&request)?)
+}
+
+/// An auction's bid request bodies: buyers differ only by the floor they face and their
+/// time to answer, so most share one body, serialised once and signed per buyer.
+#[derive(Default)]
+struct BidBodies {
+    made: Vec<(Money, u64, Bytes)>,
+}
+
+impl BidBodies {
+    /// Distinct bodies kept: past this many, a body is serialised for its buyer alone (the
+    /// search stays short whatever the floors).
+    const KEPT_MAX: usize = 8;
+
+    /// The body for `floor` and `timeout`, made by `make` from the milliseconds if no buyer
+    /// of this auction had it yet.
+    fn get(
+        &mut self,
+        floor: Money,
+        timeout: Duration,
+        make: impl FnOnce(u64) -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
+        let tmax_ms = timeout.as_millis() as u64;
+        if let Some((_, _, body)) = self
+            .made
+            .iter()
+            .find(|(f, t, _)| *f == floor && *t == tmax_ms)
+        {
+            return Ok(body.clone());
+        }
+        let body = Bytes::from(make(tmax_ms)?);
+        if self.made.len() < Self::KEPT_MAX {
+            self.made.push((floor, tmax_ms, body.clone()));
+        }
+        Ok(body)
+    }
 }
 
 /// What one buyer's answer counts as, and the candidate it makes if it is a valid bid.
@@ -218,4 +270,57 @@ fn judge(asked: &Asked, arrival: u32) -> (BidRecord, Option<Candidate>) {
         }
     }
     (record, candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(bodies: &mut BidBodies, cents: i64, ms: u64, made: &mut u32) -> serde_json::Value {
+        let lead = serde_json::value::to_raw_value(&serde_json::json!({"zip": "33101"})).unwrap();
+        let bytes = bodies
+            .get(
+                Money::from_cents(cents),
+                Duration::from_millis(ms),
+                |tmax_ms| {
+                    *made += 1;
+                    bid_request("p1", "auto", Money::from_cents(cents), tmax_ms, &lead)
+                },
+            )
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn buyers_facing_the_same_floor_and_time_share_one_body_and_others_get_their_own() {
+        let mut bodies = BidBodies::default();
+        let mut made = 0;
+        let first = body(&mut bodies, 500, 800, &mut made);
+        assert_eq!(body(&mut bodies, 500, 800, &mut made), first);
+        assert_eq!(made, 1);
+        let higher = body(&mut bodies, 750, 800, &mut made);
+        assert_eq!(
+            (higher["floor"].as_str(), higher["tmax_ms"].as_u64()),
+            (Some("7.50"), Some(800))
+        );
+        let sooner = body(&mut bodies, 500, 300, &mut made);
+        assert_eq!(
+            (sooner["floor"].as_str(), sooner["tmax_ms"].as_u64()),
+            (Some("5.00"), Some(300))
+        );
+        assert_eq!(made, 3);
+        // Past the bodies kept, each buyer's is still its own, made for it.
+        for cents in 1_000..1_020 {
+            let own = body(&mut bodies, cents, 800, &mut made);
+            assert_eq!(
+                own["floor"].as_str(),
+                Some(Money::from_cents(cents).to_string().as_str())
+            );
+            assert_eq!(own["ping_id"], "p1");
+            assert_eq!(own["lead"]["zip"], "33101");
+        }
+        assert_eq!(made, 23);
+        assert_eq!(body(&mut bodies, 500, 800, &mut made), first);
+        assert_eq!(made, 23);
+    }
 }

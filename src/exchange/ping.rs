@@ -16,6 +16,7 @@ use crate::domain::ids::new_ping_id;
 use crate::domain::lead::LeadRejection;
 use crate::domain::{Lead, LeadMode, Money, Vertical};
 use crate::error::ApiError;
+use crate::metrics::BuyerBidMetrics;
 use crate::store::{NewPing, PingStatus};
 
 /// A ping (or the auction half of a direct post) as the route parsed it.
@@ -185,12 +186,12 @@ impl Exchange {
         let mut offer = None;
         let mut place = 0;
         for candidate in &ranked {
-            let Some(buyer) = buyers.get(&candidate.buyer_id) else {
+            // A candidate's arrival is its place in `buyers` and `records` (AuctionOutcome).
+            let at = candidate.arrival as usize;
+            let Some(buyer) = buyers.get(at) else {
                 continue;
             };
-            let record = records
-                .iter_mut()
-                .find(|r| r.buyer_id == candidate.buyer_id);
+            let record = records.get_mut(at);
             if offer.is_none() {
                 if let Hold::Full = self
                     .hold(&ping_id, buyer, candidate.price, hold_until)
@@ -230,15 +231,11 @@ impl Exchange {
         };
         let metrics = &crate::metrics::METRICS;
         // Buyers were asked whether or not the record below commits.
-        for record in &ping.bids {
-            metrics
-                .bid_requests
-                .with_label_values(&[record.buyer_id.as_str(), record.outcome])
-                .inc();
-            metrics
-                .bid_seconds
-                .with_label_values(&[record.buyer_id.as_str()])
-                .observe(record.latency_ms as f64 / 1000.0);
+        for (record, buyer) in ping.bids.iter().zip(&buyers) {
+            buyer
+                .bid_metrics
+                .get_or_init(|| BuyerBidMetrics::new(metrics, &buyer.id))
+                .record(record.outcome, record.latency_ms);
         }
         let status = ping.status;
         let made = offers::RecentOffers::of(&ping);
