@@ -68,7 +68,13 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    // Into a buffer of the exact size: `hex::encode` collects its digits one `char` at a
+    // time, about as much work as the rest of a bid request's signing (callgrind).
+    let mut text = [0u8; 3 + 64];
+    text[..3].copy_from_slice(b"v1=");
+    hex::encode_to_slice(mac.finalize().into_bytes(), &mut text[3..])
+        .expect("32 bytes are 64 hex digits");
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
 }
 
 impl BuyerClient {
