@@ -124,13 +124,7 @@ async fn a_database_with_rows_takes_the_new_checks_whole() {
     }
     drop(connection);
 
-    store.migrate().await.unwrap();
-
-    let connection = Connection::open(&path).unwrap();
-    let check: String = connection
-        .query_row("pragma integrity_check", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    let connection = migrate_and_check(&store, &path).await;
     let rows: i64 = connection
         .query_row(
             "select (select count(*) from ping) + (select count(*) from bid) + (select count(*) from post_attempt) + (select count(*) from revenue_hourly)",
@@ -149,6 +143,18 @@ async fn a_database_with_rows_takes_the_new_checks_whole() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("CHECK constraint failed"), "{error}");
+}
+
+/// Runs the store's migrations on the database at `path`, checks the file's integrity and
+/// opens it again.
+async fn migrate_and_check(store: &SqliteStore, path: &std::path::Path) -> Connection {
+    store.migrate().await.unwrap();
+    let connection = Connection::open(path).unwrap();
+    let check: String = connection
+        .query_row("pragma integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    connection
 }
 
 /// The b-trees a statement writes: SQLite opens each with `OpenWrite`.
@@ -204,13 +210,7 @@ async fn the_bid_log_moves_whole_and_keeps_its_rules() {
     assert_eq!(rows.len(), 4);
     drop(connection);
 
-    store.migrate().await.unwrap();
-
-    let connection = Connection::open(&path).unwrap();
-    let check: String = connection
-        .query_row("pragma integrity_check", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    let connection = migrate_and_check(&store, &path).await;
     assert_eq!(all(&connection), rows);
     connection
         .pragma_update(None, "foreign_keys", "on")
