@@ -21,6 +21,8 @@ use rand::Rng;
 use rand_distr::{Distribution, LogNormal};
 use tokio::net::TcpListener;
 
+use crate::timer::PreciseTimer;
+
 /// How long a buyer takes to answer.
 #[derive(Debug, Clone, Copy)]
 pub enum Latency {
@@ -193,7 +195,8 @@ async fn answer(
         }
     };
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        // Not tokio's sleep: it ends on a millisecond tick, so a 20 ms buyer took 20–21 ms.
+        PreciseTimer::global().sleep(delay).await;
     }
     let response = match reply {
         None => Response::builder()

@@ -11,6 +11,7 @@ use pingpost::buyer_client::{Endpoint, Transport};
 use serde_json::{json, Value};
 
 use crate::market::{BuyerSpec, LeadPair, Market, FLOOR, SELLER_KEY, SIGNING_SECRET, VERTICAL};
+use crate::timer::PreciseTimer;
 
 /// Who does the work of a flow.
 pub enum Target {
@@ -200,7 +201,9 @@ impl Generator {
                 let mut tasks = Vec::new();
                 let mut due = started;
                 while due < stop {
-                    tokio::time::sleep_until(due.into()).await;
+                    // On time, not on tokio's next millisecond tick: a late send would count
+                    // as the target's latency.
+                    PreciseTimer::global().sleep_until(due).await;
                     let generator = self.clone();
                     let shared = shared.clone();
                     let scheduled = due;

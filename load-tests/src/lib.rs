@@ -6,3 +6,4 @@ pub mod fleet;
 pub mod generator;
 pub mod market;
 pub mod report;
+pub mod timer;
