@@ -22,6 +22,7 @@ on_both_backends!(
     concurrent_sales_keep_the_rollup_exact_through_compaction,
     the_ping_writer_commits_each_ping_and_isolates_a_bad_one,
     writes_at_once_fail_alone_and_leave_nothing_half_written,
+    a_batch_of_pings_is_written_whole_or_not_at_all_whatever_its_size,
 );
 
 async fn a_ping_round_trips_and_its_bids_come_best_first(books: Books) {
@@ -758,4 +759,55 @@ async fn sqlite_keeps_its_write_ahead_log_bounded_under_steady_writes() {
         wal < 16 * 1024 * 1024,
         "the log holds {wal} bytes beside a database of {db}"
     );
+}
+
+/// A ping whose bid log has `bids` rows, each with its own buyer.
+fn offer_with_bids(ping_id: &str, bids: usize) -> pingpost::store::NewPing {
+    let mut ping = offer(ping_id, t0());
+    ping.bids = (0..bids)
+        .map(|i| bid(&format!("buyer{i:04}"), "no_bid", None, None, None))
+        .collect();
+    ping
+}
+
+/// PostgreSQL writes a batch that fits in one statement as one statement (the pings in a
+/// `with`, the bids in its insert), and a larger one in a transaction of several: on both
+/// sides of that line, every row is written, and a bad ping leaves nothing of the batch.
+async fn a_batch_of_pings_is_written_whole_or_not_at_all_whatever_its_size(books: Books) {
+    let store = &*books.store;
+    let bids_of = |id: &str| format!("select count(*) from bid where ping_id = '{id}'");
+    // 1,000 bid rows (one statement), 1,001 (several), and a batch of pings without bids.
+    for (batch, sizes) in [
+        ("a", vec![600, 400]),
+        ("b", vec![600, 401]),
+        ("c", vec![0, 0]),
+    ] {
+        let pings: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(n, bids)| offer_with_bids(&format!("ping_{batch}{n}"), *bids))
+            .collect();
+        store.insert_pings(&pings).await.unwrap();
+        for (n, bids) in sizes.iter().enumerate() {
+            let id = format!("ping_{batch}{n}");
+            assert!(store.get_ping(&id).await.unwrap().is_some(), "{id}");
+            assert_eq!(books.sql.count(&bids_of(&id)).await, *bids as i64, "{id}");
+        }
+    }
+    // The same with a ping whose id is taken, last: nothing of either batch is written.
+    for (batch, bids) in [("d", 400), ("e", 401)] {
+        let fresh = offer_with_bids(&format!("ping_{batch}0"), 600);
+        let taken = offer_with_bids("ping_a0", bids);
+        assert!(
+            matches!(
+                store.insert_pings(&[fresh, taken]).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "batch {batch}"
+        );
+        let id = format!("ping_{batch}0");
+        assert!(store.get_ping(&id).await.unwrap().is_none(), "{id}");
+        assert_eq!(books.sql.count(&bids_of(&id)).await, 0, "{id}");
+    }
+    assert_eq!(books.sql.count("select count(*) from bid").await, 2_001);
 }
