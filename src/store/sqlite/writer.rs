@@ -1065,12 +1065,27 @@ mod tests {
 
     #[tokio::test]
     async fn the_wal_starts_over_while_writes_never_pause() {
+        // Measured: 8–9 starts over with the writer's finish, 2 without (SQLite's own
+        // checkpoint at 10,000 pages). How often the checkpointer looks (every 50 ms) is a
+        // matter of time, and once, on a busy CI machine, a run saw 3: the best of three runs
+        // counts. Without the writer's finish every run sees 2, so the test still fails.
+        let mut best = 0;
+        for _ in 0..3 {
+            best = best.max(wal_restarts_under_writes_that_never_pause().await);
+            if best >= 4 {
+                break;
+            }
+        }
+        assert!(best >= 4, "the WAL started over {best} times at most");
+    }
+
+    /// Eight writers that never pause, two pages a row: 24,000 pages (96 MB) through the
+    /// WAL. A checkpoint beside them never copies every page, so only the writer's own
+    /// finish lets the WAL start over before SQLite's own checkpoint on the writer at
+    /// 10,000 pages. The WAL's header counts the times it started over.
+    async fn wal_restarts_under_writes_that_never_pause() -> u32 {
         let (dir, writer) = writer_on("create table t (n integer primary key, pad blob)").await;
         let (path, writer) = (dir.path().join("w.db"), Arc::new(writer));
-        // Eight writers that never pause, two pages a row: 24,000 pages (96 MB) through the
-        // WAL. A checkpoint beside them never copies every page, so only the writer's own
-        // finish lets the WAL start over before SQLite's own checkpoint on the writer at
-        // 10,000 pages. The WAL's header counts the times it started over.
         const ROWS: i64 = 12_000;
         let tasks: Vec<_> = (0..8)
             .map(|task| {
@@ -1097,9 +1112,6 @@ mod tests {
         }
         assert_eq!(rows(&path).len() as i64, ROWS);
         let wal = std::fs::read(dir.path().join("w.db-wal")).unwrap();
-        let restarts = u32::from_be_bytes(wal[12..16].try_into().unwrap());
-        // Measured: 8–9 starts over with the writer's finish, 2 without (SQLite's own
-        // checkpoint at 10,000 pages).
-        assert!(restarts >= 4, "the WAL started over {restarts} times");
+        u32::from_be_bytes(wal[12..16].try_into().unwrap())
     }
 }
