@@ -3,7 +3,7 @@
 #   make run      builds, starts the demo buyers in the background and the exchange in the
 #                 foreground on 127.0.0.1:8080; Ctrl-C stops both.
 #   make bench    the load tests of load-tests/ (release build; minutes, loopback only) and the
-#                 eligibility benchmark; never timed in `make test` (it runs their unit tests).
+#                 eligibility benchmark; never part of `make test`.
 #   make bench-reports
 #                 seeds 1,000,000 sales into SQLite and PostgreSQL and times the revenue
 #                 report (minutes; not part of `make test`). BENCH_ARGS passes options, e.g.
@@ -40,7 +40,7 @@ run: build
 	"$(PINGPOST_BIN)" serve --config "$(CONFIG)"
 
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --all-targets
 
 lint:
 	$(CARGO) fmt --all --check
