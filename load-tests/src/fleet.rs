@@ -195,7 +195,7 @@ async fn answer(
         }
     };
     if !delay.is_zero() {
-        // Not tokio's sleep: it ends on a millisecond tick, so a 20 ms buyer took 20–21 ms.
+        // Not tokio's sleep: it ends on a millisecond tick, so a 20 ms buyer took 20–22 ms.
         PreciseTimer::global().sleep(delay).await;
     }
     let response = match reply {
