@@ -15,10 +15,8 @@ use sqlx::{PgConnection, PgPool, Row};
 use super::*;
 use crate::ledger::Transaction;
 
-/// Bid rows per insert statement: 10 parameters each, well under PostgreSQL's 65,535.
-const BID_ROWS_PER_INSERT: usize = 1_000;
-/// Ping rows per insert statement: 11 parameters each.
-const PING_ROWS_PER_INSERT: usize = 1_000;
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
@@ -88,6 +86,21 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool_max)
             .acquire_timeout(acquire_timeout)
+            // sqlx pings every connection it hands out, and again every one given back: two
+            // round trips around each use, on a pool whose uses are one statement each. The
+            // ping on the way back stays (sqlx always makes it), so a connection that came
+            // back in the last second is known good; one idle longer is pinged, so one that
+            // PostgreSQL closed while it sat (a restart, an idle timeout) is dropped and
+            // replaced instead of failing a request.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Ok(PgStore { pool })
     }
@@ -123,76 +136,143 @@ async fn insert_transaction(tx: &mut PgConnection, t: &Transaction) -> StoreResu
     Ok(())
 }
 
-async fn insert_attempts(
-    tx: &mut PgConnection,
-    ping_id: &str,
+/// A sale in one statement: the ping turns sold, and only if it did (every insert reads the
+/// update's row) the ledger transaction (entries first, then the header, which waits for
+/// them: its sealed check must not see the header), the sale, the buyer's dedupe keys, the
+/// post attempts and the rollup go in. Arrays, not a row of parameters per entry or attempt,
+/// so the text is the same for every sale and each connection prepares it once. One round
+/// trip where a transaction of seven statements took nine; the ledger's balance is still
+/// checked by the deferred triggers at commit.
+static SALE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "with sold as ( \
+            update ping set status = 'sold', post_state = 'done', post_result = $1, lead_id = $2 \
+            where id = $3 and status = 'offer' returning id \
+        ), entries as ( \
+            insert into ledger_entry (transaction_id, account, amount, created_at) \
+            select $4, e.account, e.amount, $5 from sold, \
+                unnest($6::text[], $7::numeric[]) as e(account, amount) \
+            returning 1 \
+        ), header as ( \
+            insert into ledger_transaction (id, kind, lead_id, reverses, created_at) \
+            select $4, $8, $2, $9, $5 from sold where (select count(*) from entries) > 0 \
+            returning id \
+        ), sale_row as ( \
+            insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price, payout, \
+                buyer_lead_id, transaction_id, created_at) \
+            select $2, $3, $10, $11, $12, $13, $14, $15, header.id, $5 from header \
+        ), dedupe as ( \
+            insert into dedupe_key (buyer_id, key_hash, created_at) \
+            select $10, k.key_hash, $5 from sold, unnest($16::text[]) as k(key_hash) \
+        ), attempts as ( \
+            insert into post_attempt (ping_id, buyer_id, outcome, price, reason, latency_ms, \
+                created_at) \
+            select $3, a.buyer_id, a.outcome, a.price, a.reason, a.latency_ms, a.at from sold, \
+                unnest($17::text[], $18::text[], $19::numeric[], $20::text[], $21::bigint[], \
+                    $22::timestamptz[]) as a(buyer_id, outcome, price, reason, latency_ms, at) \
+        ), rollup as ( \
+            insert into revenue_hourly (dimension, group_key, hour_start, leads_sold, gross, \
+                payouts, margin, returns, returned_amount, returned_margin, shard) \
+            select k.dimension, k.group_key, $23, $24, $25, $26, $27, $28, $29, $30, \
+                pg_backend_pid() % $31 from sold, \
+                unnest($32::text[], $33::text[]) as k(dimension, group_key) \
+            {on_conflict} \
+        ) \
+        select count(*) from sold",
+        on_conflict = reports::ROLLUP_ADD_ON_CONFLICT,
+    )
+});
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds post attempts as six arrays, for `unnest(text[], text[], numeric[], text[],
+/// bigint[], timestamptz[]) as (buyer_id, outcome, price, reason, latency_ms, at)`.
+fn bind_attempts<'q>(query: PgQuery<'q>, attempts: &'q [PostAttempt]) -> PgQuery<'q> {
+    query
+        .bind(
+            attempts
+                .iter()
+                .map(|a| a.buyer_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(attempts.iter().map(|a| a.outcome).collect::<Vec<_>>())
+        .bind(
+            attempts
+                .iter()
+                .map(|a| a.price.decimal())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            attempts
+                .iter()
+                .map(|a| a.reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(attempts.iter().map(|a| a.latency_ms).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.at).collect::<Vec<_>>())
+}
+
+/// Writes a sale with [`SALE_SQL`]; the rows of `ping` it turned sold, 1 or 0 (then it
+/// wrote nothing).
+async fn insert_sale<'e, E>(
+    executor: E,
+    sale: &NewSale,
     attempts: &[PostAttempt],
-) -> StoreResult<()> {
-    if attempts.is_empty() {
-        return Ok(());
+) -> StoreResult<i64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let t = &sale.transaction;
+    let sums = RevenueSums::of_transaction(t);
+    let groups = rollup_keys(&sale.buyer_id, &sale.seller_id, &sale.vertical);
+    let accounts: Vec<&str> = t.entries.iter().map(|e| e.account.as_str()).collect();
+    let amounts: Vec<Decimal> = t
+        .entries
+        .iter()
+        .map(|e| cents_to_numeric(e.amount_cents))
+        .collect();
+    let query = sqlx::query(&SALE_SQL)
+        .bind(&sale.result_json)
+        .bind(&sale.lead_id)
+        .bind(&sale.ping_id)
+        .bind(&t.id)
+        .bind(t.created_at)
+        .bind(accounts)
+        .bind(amounts)
+        .bind(t.kind.as_str())
+        .bind(&t.reverses)
+        .bind(&sale.buyer_id)
+        .bind(&sale.seller_id)
+        .bind(&sale.vertical)
+        .bind(sale.price.decimal())
+        .bind(sale.payout.decimal())
+        .bind(&sale.buyer_lead_id)
+        .bind(&sale.dedupe_keys);
+    let row = bind_attempts(query, attempts)
+        .bind(hour_start(t.created_at))
+        .bind(sums.leads_sold)
+        .bind(cents_to_numeric(sums.gross_cents))
+        .bind(cents_to_numeric(sums.payouts_cents))
+        .bind(cents_to_numeric(sums.margin_cents))
+        .bind(sums.returns)
+        .bind(cents_to_numeric(sums.returned_cents))
+        .bind(cents_to_numeric(sums.returned_margin_cents))
+        .bind(reports::ROLLUP_SHARDS)
+        .bind(groups.map(|(dimension, _)| dimension))
+        .bind(groups.map(|(_, group)| group))
+        .fetch_one(executor)
+        .await
+        .map_err(classify)?;
+    Ok(row.get::<i64, _>(0))
+}
+
+/// A new ping's post state: an offer waits for its post, anything else is done.
+fn post_state_of(status: PingStatus) -> &'static str {
+    if status == PingStatus::Offer {
+        "open"
+    } else {
+        "done"
     }
-    let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-        "insert into post_attempt (ping_id, buyer_id, outcome, price, reason, latency_ms, created_at) ",
-    );
-    insert.push_values(attempts, |mut row, a| {
-        row.push_bind(ping_id)
-            .push_bind(&a.buyer_id)
-            .push_bind(a.outcome)
-            .push_bind(a.price.decimal())
-            .push_bind(&a.reason)
-            .push_bind(a.latency_ms)
-            .push_bind(a.at);
-    });
-    insert.build().execute(&mut *tx).await.map_err(classify)?;
-    Ok(())
-}
-
-/// `insert into ping … values …` for these pings (11 parameters a row).
-fn push_ping_rows<'a>(insert: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>, pings: &'a [NewPing]) {
-    insert.push(
-        "insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price, \
-         payout, expires_at, created_at, post_state) ",
-    );
-    insert.push_values(pings, |mut row, ping| {
-        row.push_bind(&ping.id)
-            .push_bind(&ping.seller_id)
-            .push_bind(&ping.vertical)
-            .push_bind(&ping.sub_id)
-            .push_bind(&ping.lead_json)
-            .push_bind(ping.status.as_str())
-            .push_bind(ping.price.map(|m| m.decimal()))
-            .push_bind(ping.payout.map(|m| m.decimal()))
-            .push_bind(ping.expires_at)
-            .push_bind(ping.created_at)
-            .push_bind(if ping.status == PingStatus::Offer {
-                "open"
-            } else {
-                "done"
-            });
-    });
-}
-
-/// `insert into bid … values …` for these bids of their pings (10 parameters a row).
-fn push_bid_rows<'a>(
-    insert: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>,
-    bids: &[(&'a NewPing, &'a BidRecord)],
-) {
-    insert.push(
-        "insert into bid (ping_id, buyer_id, outcome, price, floor, bid_id, reason, \
-         latency_ms, rank, created_at) ",
-    );
-    insert.push_values(bids, |mut row, (ping, b)| {
-        row.push_bind(&ping.id)
-            .push_bind(&b.buyer_id)
-            .push_bind(b.outcome)
-            .push_bind(b.price.map(|m| m.decimal()))
-            .push_bind(b.floor.decimal())
-            .push_bind(&b.bid_id)
-            .push_bind(&b.reason)
-            .push_bind(b.latency_ms)
-            .push_bind(b.rank)
-            .push_bind(ping.created_at);
-    });
 }
 
 fn ping_row(r: &sqlx::postgres::PgRow) -> StoreResult<PingRow> {
@@ -250,42 +330,95 @@ impl Store for PgStore {
     }
 
     async fn insert_pings(&self, pings: &[NewPing]) -> StoreResult<()> {
-        let bids: Vec<(&NewPing, &BidRecord)> = pings
-            .iter()
-            .flat_map(|ping| ping.bids.iter().map(move |bid| (ping, bid)))
-            .collect();
-        // A batch that fits one statement is one statement, in autocommit: the ping rows in a
-        // data-modifying `with`, the bid rows in its main insert. One round trip instead of
-        // four (begin, pings, bids, commit), each a wake of a PostgreSQL backend on cores the
-        // exchange shares. The bids' references to their pings are checked at the end of the
-        // statement, when the ping rows are there.
-        if pings.len() <= PING_ROWS_PER_INSERT && bids.len() <= BID_ROWS_PER_INSERT {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new("");
-            if bids.is_empty() {
-                push_ping_rows(&mut insert, pings);
-            } else {
-                insert.push("with p as (");
-                push_ping_rows(&mut insert, pings);
-                insert.push(") ");
-                push_bid_rows(&mut insert, &bids);
-            }
-            insert.build().execute(&self.pool).await.map_err(classify)?;
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // Many pings and their whole bid logs in a few multi-row statements: one commit and a
-        // handful of round trips for the batch, instead of some per ping and one per buyer.
-        for chunk in pings.chunks(PING_ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new("");
-            push_ping_rows(&mut insert, chunk);
-            insert.build().execute(&mut *tx).await.map_err(classify)?;
-        }
-        for chunk in bids.chunks(BID_ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new("");
-            push_bid_rows(&mut insert, chunk);
-            insert.build().execute(&mut *tx).await.map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        // One statement in autocommit whatever the batch's size: the pings in a
+        // data-modifying `with`, the bids in its main insert, each column an array. One
+        // round trip, and the same text for every batch, so each connection prepares it once
+        // (a row of parameters per ping made a new statement for each batch size, parsed and
+        // planned every time). The bids' references to their pings are checked at the end of
+        // the statement, when the ping rows are there.
+        let bids = || {
+            pings
+                .iter()
+                .flat_map(|ping| ping.bids.iter().map(move |bid| (ping, bid)))
+        };
+        sqlx::query(
+            "with p as ( \
+                insert into ping (id, seller_id, vertical, sub_id, lead_json, status, price, \
+                    payout, expires_at, created_at, post_state) \
+                select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                    $5::text[], $6::text[], $7::numeric[], $8::numeric[], $9::timestamptz[], \
+                    $10::timestamptz[], $11::text[]) \
+            ) \
+            insert into bid (ping_id, buyer_id, outcome, price, floor, bid_id, reason, \
+                latency_ms, rank, created_at) \
+            select * from unnest($12::text[], $13::text[], $14::text[], $15::numeric[], \
+                $16::numeric[], $17::text[], $18::text[], $19::bigint[], $20::integer[], \
+                $21::timestamptz[])",
+        )
+        .bind(pings.iter().map(|p| p.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            pings
+                .iter()
+                .map(|p| p.seller_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            pings
+                .iter()
+                .map(|p| p.vertical.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            pings
+                .iter()
+                .map(|p| p.sub_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            pings
+                .iter()
+                .map(|p| p.lead_json.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(pings.iter().map(|p| p.status.as_str()).collect::<Vec<_>>())
+        .bind(
+            pings
+                .iter()
+                .map(|p| p.price.map(|m| m.decimal()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            pings
+                .iter()
+                .map(|p| p.payout.map(|m| m.decimal()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(pings.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+        .bind(pings.iter().map(|p| p.created_at).collect::<Vec<_>>())
+        .bind(
+            pings
+                .iter()
+                .map(|p| post_state_of(p.status))
+                .collect::<Vec<_>>(),
+        )
+        .bind(bids().map(|(p, _)| p.id.as_str()).collect::<Vec<_>>())
+        .bind(bids().map(|(_, b)| b.buyer_id.as_str()).collect::<Vec<_>>())
+        .bind(bids().map(|(_, b)| b.outcome).collect::<Vec<_>>())
+        .bind(
+            bids()
+                .map(|(_, b)| b.price.map(|m| m.decimal()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(bids().map(|(_, b)| b.floor.decimal()).collect::<Vec<_>>())
+        .bind(bids().map(|(_, b)| b.bid_id.as_deref()).collect::<Vec<_>>())
+        .bind(bids().map(|(_, b)| b.reason.as_deref()).collect::<Vec<_>>())
+        .bind(bids().map(|(_, b)| b.latency_ms).collect::<Vec<_>>())
+        .bind(bids().map(|(_, b)| b.rank).collect::<Vec<_>>())
+        .bind(bids().map(|(p, _)| p.created_at).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
     }
 
     async fn get_ping(&self, id: &str) -> StoreResult<Option<PingRow>> {
@@ -445,16 +578,26 @@ impl Store for PgStore {
     }
 
     async fn record_sale(&self, sale: &NewSale, attempts: &[PostAttempt]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        if !sale.cap_windows.is_empty() {
-            // One sale at a time per buyer, so the cap check and the insert are one step
-            // across every node sharing this database.
-            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("caps:{}", sale.buyer_id))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+        sale.transaction
+            .check_balanced()
+            .map_err(|e| StoreError::Other(e.into()))?;
+        if sale.cap_windows.is_empty() {
+            // Nothing to check against committed sales: the one statement in autocommit.
+            return match insert_sale(&self.pool, sale, attempts).await? {
+                1 => Ok(()),
+                _ => Err(StoreError::Conflict(
+                    "the ping is no longer open for a sale".into(),
+                )),
+            };
         }
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // One sale at a time per buyer, so the cap check and the insert are one step across
+        // every node sharing this database.
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("caps:{}", sale.buyer_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         for window in &sale.cap_windows {
             let row = sqlx::query("select count(*), coalesce(sum(price), 0) from sale where buyer_id = $1 and created_at >= $2 and created_at < $3")
                 .bind(&sale.buyer_id)
@@ -473,60 +616,12 @@ impl Store for PgStore {
                 return Err(StoreError::CapExceeded);
             }
         }
-        let at = sale.transaction.created_at;
-        insert_transaction(&mut tx, &sale.transaction).await?;
-        sqlx::query(
-            "insert into sale (lead_id, ping_id, buyer_id, seller_id, vertical, price, payout, \
-             buyer_lead_id, transaction_id, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&sale.lead_id)
-        .bind(&sale.ping_id)
-        .bind(&sale.buyer_id)
-        .bind(&sale.seller_id)
-        .bind(&sale.vertical)
-        .bind(sale.price.decimal())
-        .bind(sale.payout.decimal())
-        .bind(&sale.buyer_lead_id)
-        .bind(&sale.transaction.id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if !sale.dedupe_keys.is_empty() {
-            let mut keys = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "insert into dedupe_key (buyer_id, key_hash, created_at) ",
-            );
-            keys.push_values(&sale.dedupe_keys, |mut row, key| {
-                row.push_bind(&sale.buyer_id).push_bind(key).push_bind(at);
-            });
-            keys.build().execute(&mut *tx).await.map_err(classify)?;
-        }
-        insert_attempts(&mut tx, &sale.ping_id, attempts).await?;
-        let updated = sqlx::query(
-            "update ping set status = 'sold', post_state = 'done', post_result = $1, lead_id = $2 \
-             where id = $3 and status = 'offer'",
-        )
-        .bind(&sale.result_json)
-        .bind(&sale.lead_id)
-        .bind(&sale.ping_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?
-        .rows_affected();
-        if updated != 1 {
+        let written = insert_sale(&mut *tx, sale, attempts).await?;
+        if written != 1 {
             return Err(StoreError::Conflict(
                 "the ping is no longer open for a sale".into(),
             ));
         }
-        reports::add_to_rollup(
-            &mut tx,
-            &sale.transaction,
-            &sale.buyer_id,
-            &sale.seller_id,
-            &sale.vertical,
-        )
-        .await?;
         tx.commit().await.map_err(classify)
     }
 
@@ -536,18 +631,25 @@ impl Store for PgStore {
         result_json: &str,
         attempts: &[PostAttempt],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        insert_attempts(&mut tx, ping_id, attempts).await?;
-        sqlx::query(
-            "update ping set status = 'unsold', post_state = 'done', post_result = $1 \
-             where id = $2 and status = 'offer'",
+        // One statement in autocommit: the ping's outcome and every attempt, or nothing.
+        let query = sqlx::query(
+            "with unsold as ( \
+                update ping set status = 'unsold', post_state = 'done', post_result = $1 \
+                where id = $2 and status = 'offer' \
+            ) \
+            insert into post_attempt (ping_id, buyer_id, outcome, price, reason, latency_ms, \
+                created_at) \
+            select $2, a.buyer_id, a.outcome, a.price, a.reason, a.latency_ms, a.at \
+            from unnest($3::text[], $4::text[], $5::numeric[], $6::text[], $7::bigint[], \
+                $8::timestamptz[]) as a(buyer_id, outcome, price, reason, latency_ms, at)",
         )
         .bind(result_json)
-        .bind(ping_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        .bind(ping_id);
+        bind_attempts(query, attempts)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn get_sale(&self, lead_id: &str) -> StoreResult<Option<SaleRow>> {

@@ -9,7 +9,18 @@ use crate::store::*;
 
 /// Rollup shards: each database session adds to `pg_backend_pid() % ROLLUP_SHARDS`, so
 /// concurrent sales on different connections do not wait for each other's row locks.
-const ROLLUP_SHARDS: i32 = 32;
+pub(super) const ROLLUP_SHARDS: i32 = 32;
+
+/// What an insert into `revenue_hourly` does with a row that is there: adds to it.
+pub(super) const ROLLUP_ADD_ON_CONFLICT: &str =
+    " on conflict (dimension, hour_start, group_key, shard) do update set \
+     leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
+     gross = revenue_hourly.gross + excluded.gross, \
+     payouts = revenue_hourly.payouts + excluded.payouts, \
+     margin = revenue_hourly.margin + excluded.margin, \
+     returns = revenue_hourly.returns + excluded.returns, \
+     returned_amount = revenue_hourly.returned_amount + excluded.returned_amount, \
+     returned_margin = revenue_hourly.returned_margin + excluded.returned_margin";
 
 /// Adds a sale's or a return's ledger transaction to the rollup, inside its database
 /// transaction. Called last before the commit: the rows it updates stay locked until then.
@@ -46,16 +57,7 @@ pub(super) async fn add_to_rollup(
                 .push_bind_unseparated(ROLLUP_SHARDS);
         },
     );
-    upsert.push(
-        " on conflict (dimension, hour_start, group_key, shard) do update set \
-         leads_sold = revenue_hourly.leads_sold + excluded.leads_sold, \
-         gross = revenue_hourly.gross + excluded.gross, \
-         payouts = revenue_hourly.payouts + excluded.payouts, \
-         margin = revenue_hourly.margin + excluded.margin, \
-         returns = revenue_hourly.returns + excluded.returns, \
-         returned_amount = revenue_hourly.returned_amount + excluded.returned_amount, \
-         returned_margin = revenue_hourly.returned_margin + excluded.returned_margin",
-    );
+    upsert.push(ROLLUP_ADD_ON_CONFLICT);
     upsert.build().execute(&mut *tx).await.map_err(classify)?;
     Ok(())
 }
