@@ -1,6 +1,7 @@
 //! The shared system of record: PostgreSQL, for one or several exchange nodes.
 
 mod reports;
+mod sales;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +21,8 @@ const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
+    /// Uncapped sales go through here, to share statements with their neighbours in time.
+    sales: sales::SaleWriter,
 }
 
 /// Sorts a database error into what the caller can act on.
@@ -102,7 +105,17 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        let sales = sales::SaleWriter::start(pool.clone());
+        Ok(PgStore { pool, sales })
+    }
+}
+
+impl PgStore {
+    /// Writes uncapped sales together, as concurrent posts' sales are written: one statement
+    /// for all of them when the database takes it, else each alone. An outcome per sale, in
+    /// order; a sale whose ping is no longer an offer is a conflict and writes nothing.
+    pub async fn record_sales(&self, sales: &[(&NewSale, &[PostAttempt])]) -> Vec<StoreResult<()>> {
+        sales::record_sales(&self.pool, sales).await
     }
 }
 
@@ -582,13 +595,9 @@ impl Store for PgStore {
             .check_balanced()
             .map_err(|e| StoreError::Other(e.into()))?;
         if sale.cap_windows.is_empty() {
-            // Nothing to check against committed sales: the one statement in autocommit.
-            return match insert_sale(&self.pool, sale, attempts).await? {
-                1 => Ok(()),
-                _ => Err(StoreError::Conflict(
-                    "the ping is no longer open for a sale".into(),
-                )),
-            };
+            // Nothing to check against committed sales: one statement in autocommit, shared
+            // with the other sales ready at the same moment.
+            return self.sales.write(sale, attempts).await;
         }
         let mut tx = self.pool.begin().await.map_err(classify)?;
         // One sale at a time per buyer, so the cap check and the insert are one step across

@@ -811,3 +811,138 @@ async fn a_batch_of_pings_is_written_whole_or_not_at_all_whatever_its_size(books
     }
     assert_eq!(books.sql.count("select count(*) from bid").await, 2_001);
 }
+
+// PostgreSQL only.
+
+/// Sales written together share one statement (one database transaction), each gets its own
+/// outcome, the rollup adds a batch's sales of a group up exactly, and a batch the database
+/// refuses is written again sale by sale, so only the bad sale fails.
+#[tokio::test]
+async fn postgres_writes_concurrent_sales_together_and_a_bad_one_fails_alone() {
+    with_fresh_pg(
+        "postgres_writes_concurrent_sales_together_and_a_bad_one_fails_alone",
+        |books| async move {
+            let store = &*books.store;
+            let pg = pingpost::store::PgStore::connect(
+                &books.url,
+                4,
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            let now = t0();
+            sell(store, "ping_taken", "lead_taken", now).await;
+            for i in 0..6 {
+                store
+                    .insert_ping(&offer(&format!("ping_{i}"), now))
+                    .await
+                    .unwrap();
+            }
+            let attempts = [attempt("rejected", now), attempt("accepted", now)];
+            fn batch<'a>(
+                sales: &'a [pingpost::store::NewSale],
+                attempts: &'a [pingpost::store::PostAttempt],
+            ) -> Vec<(
+                &'a pingpost::store::NewSale,
+                &'a [pingpost::store::PostAttempt],
+            )> {
+                sales.iter().map(|s| (s, attempts)).collect()
+            }
+            let xmins = |leads: &str| {
+                format!("select count(distinct xmin::text) from sale where lead_id in ({leads})")
+            };
+
+            // Three open pings and one already sold (under another lead id).
+            let first: Vec<_> = ["0", "1", "2", "taken"]
+                .iter()
+                .map(|i| sale_of(&format!("ping_{i}"), &format!("lead_{i}_new"), "14.99", now))
+                .collect();
+            let outcomes = pg.record_sales(&batch(&first, &attempts)).await;
+            assert!(outcomes[..3].iter().all(Result::is_ok), "{outcomes:?}");
+            assert!(
+                matches!(outcomes[3], Err(StoreError::Conflict(_))),
+                "{outcomes:?}"
+            );
+            assert_eq!(
+                books
+                    .sql
+                    .count(&xmins("'lead_0_new', 'lead_1_new', 'lead_2_new'"))
+                    .await,
+                1,
+                "the three sales are one transaction"
+            );
+
+            // The second batch's last sale takes a sold lead id: the batch is refused whole,
+            // then the two good sales go in alone and the bad one fails alone.
+            let mut second: Vec<_> = ["3", "4", "5"]
+                .iter()
+                .map(|i| sale_of(&format!("ping_{i}"), &format!("lead_{i}_new"), "14.99", now))
+                .collect();
+            second[2].lead_id = "lead_taken".into();
+            second[2].transaction.lead_id = "lead_taken".into();
+            let outcomes = pg.record_sales(&batch(&second, &attempts)).await;
+            assert!(outcomes[..2].iter().all(Result::is_ok), "{outcomes:?}");
+            assert!(
+                matches!(outcomes[2], Err(StoreError::Conflict(_))),
+                "{outcomes:?}"
+            );
+            assert_eq!(
+                store.get_ping("ping_5").await.unwrap().unwrap().status,
+                PingStatus::Offer,
+                "the refused sale left its ping open"
+            );
+            assert_eq!(
+                books
+                    .sql
+                    .count(&format!(
+                        "select count(*) from ledger_entry where transaction_id = '{}'",
+                        second[2].transaction.id
+                    ))
+                    .await,
+                0
+            );
+
+            // lead_taken and five new sales, three entries and two attempts each (one and
+            // one for lead_taken), two dedupe keys each; the books balance and the rollup,
+            // added up per group within each batch, equals the ledger.
+            assert_eq!(books.sql.books().await, (6, 6, 18));
+            assert_eq!(
+                books.sql.count("select count(*) from post_attempt").await,
+                1 + 5 * 2
+            );
+            assert_eq!(
+                books.sql.count("select count(*) from dedupe_key").await,
+                6 * 2
+            );
+            assert_eq!(
+                books
+                    .sql
+                    .count("select cast(sum(amount) * 100 as bigint) from ledger_entry")
+                    .await,
+                0
+            );
+            let hour = pingpost::store::hour_start(now);
+            for dimension in [
+                RevenueDimension::All,
+                RevenueDimension::Buyer,
+                RevenueDimension::Seller,
+                RevenueDimension::Vertical,
+            ] {
+                let query = |source| RevenueQuery {
+                    dimension,
+                    start: hour,
+                    end: hour + TimeDelta::hours(1),
+                    bucket_s: Some(pingpost::store::ROLLUP_BUCKET_S),
+                    source,
+                };
+                let rollup = store.revenue(&query(RevenueSource::Rollup)).await.unwrap();
+                let ledger = store.revenue(&query(RevenueSource::Ledger)).await.unwrap();
+                assert_eq!(rollup.len(), 1);
+                assert_eq!(rollup[0].sums, ledger[0].sums, "rollup == ledger");
+                assert_eq!(rollup[0].sums.leads_sold, 6);
+                assert_eq!(rollup[0].sums.gross_cents, 6 * 1499);
+            }
+        },
+    )
+    .await
+}
