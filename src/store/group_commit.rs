@@ -2,8 +2,8 @@
 //! `sqlite/writer.rs`). Pings that finish at about the same time are written in one
 //! database transaction. Each ping's answer still waits for its own commit, so no offer is made
 //! for a ping that is not in the books; what changes is that a busy exchange pays for one
-//! transaction per batch instead of one per ping. Sales never pass through here: they keep a
-//! transaction of their own.
+//! transaction per batch instead of one per ping. Sales have a writer of their own
+//! (`postgres/sales.rs`).
 
 use tokio::sync::{mpsc, oneshot};
 
