@@ -35,12 +35,19 @@ pub struct Timed<T> {
 #[derive(Clone)]
 pub struct BuyerClient {
     transport: Transport,
-    in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Requests in flight per buyer, under the bound its config gave when the bound was made.
+    in_flight: Arc<Mutex<HashMap<String, BuyerBound>>>,
     /// Requests in flight to all buyers together. Each holds a connection, and a connection
     /// is a file descriptor: unbounded, a burst of auctions over many buyers took every
     /// descriptor the process had, and the database could no longer open its files (sales
     /// failed with 500s). Past the bound a request is that buyer's error.
     total_in_flight: Arc<Semaphore>,
+}
+
+/// A buyer's `max_in_flight` and the permits that enforce it.
+struct BuyerBound {
+    max_in_flight: u32,
+    permits: Arc<Semaphore>,
 }
 
 /// Descriptors kept back from buyer connections: the database, the sellers' connections,
@@ -92,15 +99,26 @@ impl BuyerClient {
         })
     }
 
+    /// The buyer's permits. A reload that changed its `max_in_flight` gets new permits at the
+    /// new bound; requests already in flight finish on the old ones, so for as long as they
+    /// last a lowered bound can be passed by at most the old one.
     fn semaphore(&self, buyer: &Buyer) -> Arc<Semaphore> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        // Looked up before `entry`, which takes an owned key: a copy of the id per request.
-        if let Some(semaphore) = map.get(buyer.id.as_str()) {
-            return semaphore.clone();
+        // Looked up before `insert`, which takes an owned key: a copy of the id per request.
+        if let Some(bound) = map.get(buyer.id.as_str()) {
+            if bound.max_in_flight == buyer.max_in_flight {
+                return bound.permits.clone();
+            }
         }
-        map.entry(buyer.id.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(buyer.max_in_flight as usize)))
-            .clone()
+        let permits = Arc::new(Semaphore::new(buyer.max_in_flight as usize));
+        map.insert(
+            buyer.id.clone(),
+            BuyerBound {
+                max_in_flight: buyer.max_in_flight,
+                permits: permits.clone(),
+            },
+        );
+        permits
     }
 
     pub async fn bid(
@@ -179,15 +197,7 @@ mod tests {
     /// fails at once as that buyer's error while the first waits on its silent buyer.
     #[tokio::test]
     async fn requests_in_flight_to_all_buyers_are_bounded() {
-        // A buyer that accepts connections and never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let base = silent_buyer().await;
         let client = BuyerClient::with_total_in_flight(1).unwrap();
         let (first, second) = (
             Buyer::for_tests("first", &base),
@@ -233,6 +243,62 @@ mod tests {
             )
             .await;
         assert_eq!(after.outcome, Outcome::Timeout);
+    }
+
+    /// A reload that raises a buyer's `max_in_flight` takes effect on the next request: the
+    /// request that the old bound of 1 refused is sent under the new bound of 2.
+    #[tokio::test]
+    async fn a_reloaded_max_in_flight_bounds_the_next_request() {
+        let base = silent_buyer().await;
+        let client = BuyerClient::with_total_in_flight(100).unwrap();
+        let mut buyer = Buyer::for_tests("one", &base);
+        buyer.max_in_flight = 1;
+        let url = Endpoint::parse(&format!("{base}/bid")).unwrap();
+        let bid = |buyer: Buyer| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .bid(
+                        &buyer,
+                        &url,
+                        Bytes::from_static(b"{}"),
+                        Duration::from_millis(300),
+                    )
+                    .await
+                    .outcome
+            }
+        };
+        let holding = tokio::spawn(bid(buyer.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            bid(buyer.clone()).await,
+            Outcome::Error("too many requests in flight to this buyer".into())
+        );
+        let mut reloaded = buyer.clone();
+        reloaded.max_in_flight = 2;
+        assert_eq!(bid(reloaded.clone()).await, Outcome::Timeout);
+        assert_eq!(holding.await.unwrap(), Outcome::Timeout);
+        // And lowered again: one request at a time.
+        let holding = tokio::spawn(bid(buyer.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            bid(buyer).await,
+            Outcome::Error("too many requests in flight to this buyer".into())
+        );
+        assert_eq!(holding.await.unwrap(), Outcome::Timeout);
+    }
+
+    /// A buyer that accepts connections and never answers; its base URL.
+    async fn silent_buyer() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        base
     }
 
     #[test]
