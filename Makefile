@@ -41,6 +41,7 @@ run: build
 
 test:
 	$(CARGO) test --all-targets
+	$(CARGO) test -p pingpost-load --lib
 
 lint:
 	$(CARGO) fmt --all --check

@@ -6,4 +6,5 @@ pub mod fleet;
 pub mod generator;
 pub mod market;
 pub mod report;
+pub mod store_writes;
 pub mod timer;

@@ -11,6 +11,7 @@ mod returns;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
@@ -19,6 +20,7 @@ use sha2::Sha256;
 
 use crate::buyer_client::BuyerClient;
 use crate::config::{Config, Marketplace};
+use crate::metrics::StoreWrite;
 use crate::state::SharedState;
 use crate::store::{DynStore, PingWriter, StoreError, StoreResult};
 
@@ -83,17 +85,23 @@ impl Exchange {
     /// the ping log run. A write, once begun, also finishes even if the request that asked for
     /// it goes away. SQLite's store runs each write whole on its writer's thread, which gives
     /// both already: its writes are awaited here directly.
-    pub(crate) async fn write<T, F>(&self, write: F) -> StoreResult<T>
+    /// Its time, from asking to done, goes to `pingpost_store_write_seconds` under `kind`.
+    pub(crate) async fn write<T, F>(&self, kind: StoreWrite, write: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: std::future::Future<Output = StoreResult<T>> + Send + 'static,
     {
-        match &self.writes {
+        let asked = Instant::now();
+        let done = match &self.writes {
             Some(runtime) => runtime.spawn(write).await.map_err(|e| {
                 StoreError::Other(anyhow::anyhow!("a store write did not finish: {e}"))
-            })?,
-            None => write.await,
-        }
+            }),
+            None => Ok(write.await),
+        };
+        crate::metrics::METRICS
+            .store_writes
+            .observe(kind, asked.elapsed());
+        done?
     }
 
     /// The exchange's time: every expiry, window and ledger time is read from here.

@@ -16,7 +16,7 @@ use crate::domain::ids::new_ping_id;
 use crate::domain::lead::LeadRejection;
 use crate::domain::{Lead, LeadMode, Money, Vertical};
 use crate::error::ApiError;
-use crate::metrics::BuyerBidMetrics;
+use crate::metrics::{BuyerBidMetrics, StoreWrite};
 use crate::store::{NewPing, PingStatus};
 
 /// A ping (or the auction half of a direct post) as the route parsed it.
@@ -239,10 +239,15 @@ impl Exchange {
         }
         let status = ping.status;
         let made = offers::RecentOffers::of(&ping);
-        match &self.ping_writer {
-            Some(writer) => writer.write(ping).await?,
-            None => self.store.log_ping(ping).await?,
-        }
+        let asked = Instant::now();
+        let logged = match &self.ping_writer {
+            Some(writer) => writer.write(ping).await,
+            None => self.store.log_ping(ping).await,
+        };
+        metrics
+            .store_writes
+            .observe(StoreWrite::PingLog, asked.elapsed());
+        logged?;
         if let Some(made) = made {
             self.offers.keep(made);
         }

@@ -18,6 +18,7 @@ use crate::domain::ids::new_lead_id;
 use crate::domain::{FieldError, Lead, LeadMode, Money};
 use crate::error::ApiError;
 use crate::ledger::{SaleAmounts, Transaction};
+use crate::metrics::StoreWrite;
 use crate::store::{
     Claim, NewSale, PingRow, PingStatus, PostAttempt, PostState, RankedBid, StoreError, StoreResult,
 };
@@ -189,7 +190,9 @@ impl Exchange {
         let lease_until = now + ChronoDuration::from_std(self.post_lease()).unwrap_or_default();
         let (store, ping_id, hash) = (self.store.clone(), ping.id.clone(), body_hash.to_string());
         match self
-            .write(async move { store.claim_post(&ping_id, &hash, now, lease_until).await })
+            .write(StoreWrite::Claim, async move {
+                store.claim_post(&ping_id, &hash, now, lease_until).await
+            })
             .await?
         {
             Claim::Claimed => {}
@@ -203,7 +206,9 @@ impl Exchange {
                 // Nothing was booked: give the ping back so the post can be retried.
                 let (store, ping_id) = (self.store.clone(), ping.id.clone());
                 let released = self
-                    .write(async move { store.release_claim(&ping_id).await })
+                    .write(StoreWrite::Release, async move {
+                        store.release_claim(&ping_id).await
+                    })
                     .await;
                 if let Err(release) = released {
                     tracing::error!(error = %release, "could not release a post claim; it frees itself when its lease ends");
@@ -387,8 +392,10 @@ impl Exchange {
             result.to_string(),
             attempts.clone(),
         );
-        self.write(async move { store.record_unsold(&ping_id, &result_json, &recorded).await })
-            .await?;
+        self.write(StoreWrite::Unsold, async move {
+            store.record_unsold(&ping_id, &result_json, &recorded).await
+        })
+        .await?;
         count_posts(&attempts);
         tracing::info!(attempts = attempts.len(), "lead unsold");
         Ok(result)
@@ -424,8 +431,10 @@ impl Exchange {
             },
         };
         let (store, attempts) = (self.store.clone(), attempts.to_vec());
-        self.write(async move { store.record_sale(&sale, &attempts).await })
-            .await?;
+        self.write(StoreWrite::Sale, async move {
+            store.record_sale(&sale, &attempts).await
+        })
+        .await?;
         let metrics = &crate::metrics::METRICS;
         metrics
             .sales

@@ -101,6 +101,15 @@ async fn metrics_count_bids_posts_sales_and_revenue() {
         1.0
     );
     assert!(delta("pingpost_auctions_total", r#"outcome="offer""#) >= 1.0);
+    // The writes this flow waited for, timed (other tests' flows may add to the counts).
+    for write in ["ping_log", "claim", "sale"] {
+        let count = delta(
+            "pingpost_store_write_seconds_count",
+            &format!(r#"write="{write}""#),
+        );
+        assert!(count >= 1.0, "{write}: {count}");
+    }
+    assert!(after.contains(r#"pingpost_store_write_seconds_bucket{write="sale",le="0.0001"}"#));
     assert!(after.contains("pingpost_auction_latency_seconds_bucket"));
     for pii in ["Ana", "Diaz", "ana@example.com", "3055550100"] {
         assert!(!after.contains(pii));

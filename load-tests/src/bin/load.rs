@@ -20,6 +20,7 @@ use pingpost_load::fleet::{Behaviour, Fleet, Latency};
 use pingpost_load::generator::{Generator, Mode, Target};
 use pingpost_load::market::{Market, MarketSpec};
 use pingpost_load::report::{self, CpuTicks, CpuUse, Measured};
+use pingpost_load::store_writes;
 
 #[derive(Parser)]
 struct Args {
@@ -229,12 +230,20 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
     println!("{}", report::HEADER);
     let pids: Vec<u32> = nodes.iter().map(|n| n.pid()).collect();
     let duration = Duration::from_secs(args.duration);
+    let base_urls: Vec<String> = nodes.iter().map(|n| n.base_url.clone()).collect();
+    let scraper = reqwest::Client::new();
+    let mut writes = Vec::new();
     let mut peak: f64 = 0.0;
     for &concurrency in &args.concurrency {
         let mode = Mode::Closed { concurrency };
         let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
+        let before = store_writes::scrape(&scraper, &base_urls).await;
         let e = measured(&fleet, &exchange, mode, duration, &pids).await;
+        let run = store_writes::scrape(&scraper, &base_urls)
+            .await
+            .since(&before);
+        writes.push((format!("{concurrency} sellers"), run));
         settle().await;
         peak = peak.max(e.stats.flows_per_s());
         println!(
@@ -247,7 +256,12 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
         let mode = Mode::Open { rate_per_s };
         let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
+        let before = store_writes::scrape(&scraper, &base_urls).await;
         let e = measured(&fleet, &exchange, mode, duration, &pids).await;
+        let run = store_writes::scrape(&scraper, &base_urls)
+            .await
+            .since(&before);
+        writes.push((format!("open {rate_per_s:.0}/s"), run));
         println!(
             "{}",
             report::rows(&format!("open {rate_per_s:.0}/s"), &c, &e)
@@ -258,6 +272,10 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
             report::p99_ms(&e.stats.ping),
             report::p99_ms(&c.stats.ping),
         );
+    }
+    println!("\nStore writes of the exchange's runs, from asking to committed (its `pingpost_store_write_seconds`, all nodes; bucket bounds √2 apart):");
+    for (load, run) in &writes {
+        println!("- {load}: {}", run.describe());
     }
     for (i, node) in nodes.iter().enumerate() {
         if let Some((rss, hwm)) = node.memory_kib() {
