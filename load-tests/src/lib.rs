@@ -4,7 +4,7 @@
 pub mod exchange;
 pub mod fleet;
 pub mod generator;
+pub mod histograms;
 pub mod market;
 pub mod report;
-pub mod store_writes;
 pub mod timer;

@@ -18,9 +18,9 @@ use clap::Parser;
 use pingpost_load::exchange::{self, Backend};
 use pingpost_load::fleet::{Behaviour, Fleet, Latency};
 use pingpost_load::generator::{Generator, Mode, Target};
+use pingpost_load::histograms;
 use pingpost_load::market::{Market, MarketSpec};
 use pingpost_load::report::{self, CpuTicks, CpuUse, Measured};
-use pingpost_load::store_writes;
 
 #[derive(Parser)]
 struct Args {
@@ -238,12 +238,10 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
         let mode = Mode::Closed { concurrency };
         let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
-        let before = store_writes::scrape(&scraper, &base_urls).await;
+        let before = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
         let e = measured(&fleet, &exchange, mode, duration, &pids).await;
-        let run = store_writes::scrape(&scraper, &base_urls)
-            .await
-            .since(&before);
-        writes.push((format!("{concurrency} sellers"), run));
+        let after = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
+        writes.push((format!("{concurrency} sellers"), since(&after, &before)));
         settle().await;
         peak = peak.max(e.stats.flows_per_s());
         println!(
@@ -256,12 +254,10 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
         let mode = Mode::Open { rate_per_s };
         let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
-        let before = store_writes::scrape(&scraper, &base_urls).await;
+        let before = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
         let e = measured(&fleet, &exchange, mode, duration, &pids).await;
-        let run = store_writes::scrape(&scraper, &base_urls)
-            .await
-            .since(&before);
-        writes.push((format!("open {rate_per_s:.0}/s"), run));
+        let after = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
+        writes.push((format!("open {rate_per_s:.0}/s"), since(&after, &before)));
         println!(
             "{}",
             report::rows(&format!("open {rate_per_s:.0}/s"), &c, &e)
@@ -273,9 +269,14 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
             report::p99_ms(&c.stats.ping),
         );
     }
-    println!("\nStore writes of the exchange's runs, from asking to committed (its `pingpost_store_write_seconds`, all nodes; bucket bounds √2 apart):");
+    println!("\nThe exchange's own histograms over its runs (all nodes): the auction, ping received to result (`pingpost_auction_latency_seconds`, bucket bounds 2× apart), every buyer's bid requests, sent to answered (`pingpost_bid_latency_seconds`, the same bounds), and the store writes, asking to committed (`pingpost_store_write_seconds`, √2 apart):");
     for (load, run) in &writes {
-        println!("- {load}: {}", run.describe());
+        println!(
+            "- {load}: auction {}; {}; {}",
+            run[1].describe(),
+            run[2].merged("bid requests").describe(),
+            run[0].describe()
+        );
     }
     for (i, node) in nodes.iter().enumerate() {
         if let Some((rss, hwm)) = node.memory_kib() {
@@ -287,6 +288,20 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// What `histograms::scrape` reads after each exchange run, in this order.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    histograms::STORE_WRITES,
+    histograms::AUCTIONS,
+    histograms::BIDS,
+];
+
+fn since(
+    after: &[histograms::Buckets],
+    before: &[histograms::Buckets],
+) -> Vec<histograms::Buckets> {
+    after.iter().zip(before).map(|(a, b)| a.since(b)).collect()
 }
 
 /// A pause between runs: idle connections of the last run close (the clients keep them 2 s)

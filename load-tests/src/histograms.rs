@@ -1,21 +1,26 @@
-//! The exchange's own account of its database's share of a run: the
-//! `pingpost_store_write_seconds` histogram of each node's `/metrics`, scraped before and
-//! after a run; the difference is that run's writes, by kind.
+//! The exchange's own account of where a run's time went: histograms of each node's
+//! `/metrics` (`pingpost_store_write_seconds` by write, `pingpost_auction_latency_seconds` by
+//! vertical), scraped before and after a run; the difference is that run's, by label.
 
 use std::collections::BTreeMap;
 
-/// Cumulative bucket counts by write kind, each bucket as (upper bound in seconds, count).
+/// Cumulative bucket counts by label value, each bucket as (upper bound in seconds, count).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Buckets(BTreeMap<String, Vec<(f64, u64)>>);
 
-const BUCKET: &str = "pingpost_store_write_seconds_bucket{";
+/// The histograms read, each with the label its series are told apart by.
+pub const STORE_WRITES: (&str, &str) = ("pingpost_store_write_seconds", "write");
+pub const AUCTIONS: (&str, &str) = ("pingpost_auction_latency_seconds", "vertical");
+pub const BIDS: (&str, &str) = ("pingpost_bid_latency_seconds", "buyer");
 
 impl Buckets {
-    /// The histogram's buckets from a Prometheus text exposition; every other line is ignored.
-    pub fn parse(text: &str) -> Buckets {
+    /// A histogram's buckets from a Prometheus text exposition, by the value of `label`;
+    /// every other line is ignored.
+    pub fn parse(text: &str, (histogram, label_name): (&str, &str)) -> Buckets {
+        let bucket = format!("{histogram}_bucket{{");
         let mut kinds: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
         for line in text.lines() {
-            let Some(rest) = line.strip_prefix(BUCKET) else {
+            let Some(rest) = line.strip_prefix(bucket.as_str()) else {
                 continue;
             };
             let Some((labels, count)) = rest.split_once("} ") else {
@@ -24,7 +29,9 @@ impl Buckets {
             let (mut kind, mut le) = (None, None);
             for label in labels.split(',') {
                 match label.split_once('=') {
-                    Some(("write", value)) => kind = Some(value.trim_matches('"').to_string()),
+                    Some((name, value)) if name == label_name => {
+                        kind = Some(value.trim_matches('"').to_string())
+                    }
                     Some(("le", value)) => le = Some(value.trim_matches('"')),
                     _ => {}
                 }
@@ -60,6 +67,22 @@ impl Buckets {
         }
     }
 
+    /// Every label's buckets added up under one name (all buyers' bid requests, say).
+    pub fn merged(&self, name: &str) -> Buckets {
+        let mut all: Option<Vec<(f64, u64)>> = None;
+        for buckets in self.0.values() {
+            match &mut all {
+                None => all = Some(buckets.clone()),
+                Some(sum) => {
+                    for ((_, count), (_, more)) in sum.iter_mut().zip(buckets) {
+                        *count += more;
+                    }
+                }
+            }
+        }
+        Buckets(all.map(|sum| (name.to_string(), sum)).into_iter().collect())
+    }
+
     /// What was counted after `before` was taken.
     pub fn since(&self, before: &Buckets) -> Buckets {
         let mut kinds = self.0.clone();
@@ -87,7 +110,7 @@ impl Buckets {
         Some(bound * 1000.0)
     }
 
-    /// `ping_log n 2,310: p50 ≤ 1.6 ms, p99 ≤ 6.4 ms; claim …`, for the kinds that were written.
+    /// `claim 2310: p50 ≤ 1.60 ms, p90 ≤ …, p99 ≤ …; ping_log …`, for the labels that counted any.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         for (kind, buckets) in &self.0 {
@@ -113,9 +136,14 @@ impl Buckets {
     }
 }
 
-/// Each node's histogram, added up; empty if a node could not be read.
-pub async fn scrape(client: &reqwest::Client, base_urls: &[String]) -> Buckets {
-    let mut all = Buckets::default();
+/// Each node's histograms, added up, in the order asked; empty where a node could not be
+/// read.
+pub async fn scrape(
+    client: &reqwest::Client,
+    base_urls: &[String],
+    histograms: &[(&str, &str)],
+) -> Vec<Buckets> {
+    let mut all = vec![Buckets::default(); histograms.len()];
     for base in base_urls {
         let text = async {
             client
@@ -126,7 +154,11 @@ pub async fn scrape(client: &reqwest::Client, base_urls: &[String]) -> Buckets {
                 .await
         };
         match text.await {
-            Ok(text) => all.add(&Buckets::parse(&text)),
+            Ok(text) => {
+                for (sum, histogram) in all.iter_mut().zip(histograms) {
+                    sum.add(&Buckets::parse(&text, *histogram));
+                }
+            }
             Err(e) => eprintln!("could not read {base}/metrics: {e}"),
         }
     }
@@ -149,7 +181,7 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_the_difference_between_two_scrapes() {
-        let run = Buckets::parse(AFTER).since(&Buckets::parse(BEFORE));
+        let run = Buckets::parse(AFTER, STORE_WRITES).since(&Buckets::parse(BEFORE, STORE_WRITES));
         // 100 writes in the run: 2 under 1 ms, 97 more under 2 ms, 1 past the last bound.
         assert_eq!(run.quantile_ms("claim", 0.02), Some(1.0));
         assert_eq!(run.quantile_ms("claim", 0.5), Some(2.0));
@@ -160,9 +192,24 @@ mod tests {
     }
 
     #[test]
+    fn each_histogram_is_read_by_its_own_name_and_label() {
+        let text = "pingpost_auction_latency_seconds_bucket{vertical=\"auto\",le=\"0.032\"} 7\n\
+            pingpost_auction_latency_seconds_bucket{vertical=\"auto\",le=\"+Inf\"} 8\n\
+            pingpost_store_write_seconds_bucket{write=\"sale\",le=\"0.001\"} 5\n\
+            pingpost_store_write_seconds_bucket{write=\"sale\",le=\"+Inf\"} 5\n";
+        let auctions = Buckets::parse(text, AUCTIONS);
+        assert_eq!(auctions.quantile_ms("auto", 0.5), Some(32.0));
+        assert_eq!(auctions.quantile_ms("sale", 0.5), None);
+        assert_eq!(
+            Buckets::parse(text, STORE_WRITES).quantile_ms("sale", 0.99),
+            Some(1.0)
+        );
+    }
+
+    #[test]
     fn nodes_add_up_bucket_by_bucket() {
-        let mut all = Buckets::parse(BEFORE);
-        all.add(&Buckets::parse(AFTER));
+        let mut all = Buckets::parse(BEFORE, STORE_WRITES);
+        all.add(&Buckets::parse(AFTER, STORE_WRITES));
         assert_eq!(all.quantile_ms("claim", 0.03), Some(1.0));
         assert_eq!(all.quantile_ms("claim", 0.05), Some(2.0));
         assert_eq!(
@@ -170,7 +217,8 @@ mod tests {
             Buckets::parse(
                 "pingpost_store_write_seconds_bucket{write=\"claim\",le=\"0.001\"} 4\n\
                  pingpost_store_write_seconds_bucket{write=\"claim\",le=\"0.002\"} 103\n\
-                 pingpost_store_write_seconds_bucket{write=\"claim\",le=\"+Inf\"} 104\n"
+                 pingpost_store_write_seconds_bucket{write=\"claim\",le=\"+Inf\"} 104\n",
+                STORE_WRITES
             )
         );
     }
