@@ -236,8 +236,10 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
     let mut peak: f64 = 0.0;
     for &concurrency in &args.concurrency {
         let mode = Mode::Closed { concurrency };
+        ramp(&ceiling, mode).await;
         let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
+        ramp(&exchange, mode).await;
         let before = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
         let e = measured(&fleet, &exchange, mode, duration, &pids).await;
         let after = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
@@ -252,8 +254,10 @@ async fn run(args: &Args, name: &str, scenario: Scenario) -> anyhow::Result<()> 
     if args.half_peak && peak > 0.0 {
         let rate_per_s = (peak / 2.0).max(1.0);
         let mode = Mode::Open { rate_per_s };
+        ramp(&ceiling, mode).await;
         let c = measured(&fleet, &ceiling, mode, duration, &[]).await;
         settle().await;
+        ramp(&exchange, mode).await;
         let before = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
         let e = measured(&fleet, &exchange, mode, duration, &pids).await;
         let after = histograms::scrape(&scraper, &base_urls, HISTOGRAMS).await;
@@ -302,6 +306,15 @@ fn since(
     before: &[histograms::Buckets],
 ) -> Vec<histograms::Buckets> {
     after.iter().zip(before).map(|(a, b)| a.since(b)).collect()
+}
+
+/// One second of a run's own load, unrecorded, just before it. The pause between runs is
+/// longer than the clients keep idle connections (the bare client 2 s, the exchange 4 s), so
+/// every run used to start by opening its connections again: at 100 buyers an auction that
+/// was 1,600 connects in the first auctions, and most of the exchange's ping p99 at 16
+/// sellers (load-tests/RESULTS.md, session 13). The ramp measures both sides warm.
+async fn ramp(generator: &Arc<Generator>, mode: Mode) {
+    generator.run(mode, Duration::from_secs(1)).await;
 }
 
 /// A pause between runs: idle connections of the last run close (the clients keep them 2 s)
