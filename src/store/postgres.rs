@@ -114,8 +114,33 @@ impl PgStore {
     /// Writes uncapped sales together, as concurrent posts' sales are written: one statement
     /// for all of them when the database takes it, else each alone. An outcome per sale, in
     /// order; a sale whose ping is no longer an offer is a conflict and writes nothing.
+    /// Each sale is checked balanced first, as `record_sale` checks it; one that is not fails
+    /// alone and the others are written.
     pub async fn record_sales(&self, sales: &[(&NewSale, &[PostAttempt])]) -> Vec<StoreResult<()>> {
-        sales::record_sales(&self.pool, sales).await
+        let checked: Vec<StoreResult<()>> = sales
+            .iter()
+            .map(|(sale, _)| {
+                sale.transaction
+                    .check_balanced()
+                    .map_err(|e| StoreError::Other(e.into()))
+            })
+            .collect();
+        let balanced: Vec<(&NewSale, &[PostAttempt])> = sales
+            .iter()
+            .zip(&checked)
+            .filter(|(_, check)| check.is_ok())
+            .map(|(sale, _)| *sale)
+            .collect();
+        let mut written = sales::record_sales(&self.pool, &balanced).await.into_iter();
+        checked
+            .into_iter()
+            .map(|check| {
+                check?;
+                written.next().unwrap_or_else(|| {
+                    Err(StoreError::Other(anyhow::anyhow!("a sale got no outcome")))
+                })
+            })
+            .collect()
     }
 }
 

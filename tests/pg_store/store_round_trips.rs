@@ -910,6 +910,51 @@ async fn postgres_writes_concurrent_sales_together_and_a_bad_one_fails_alone() {
     .await
 }
 
+/// A batch's unbalanced sale is refused alone (checked in Rust, as a single sale is); the
+/// others are written.
+#[tokio::test]
+async fn postgres_refuses_an_unbalanced_sale_of_a_batch_alone() {
+    with_fresh_pg(
+        "postgres_refuses_an_unbalanced_sale_of_a_batch_alone",
+        |books| async move {
+            let store = &*books.store;
+            let pg = pingpost::store::PgStore::connect(
+                &books.url,
+                4,
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            let now = t0();
+            for i in ["a", "b", "c"] {
+                store
+                    .insert_ping(&offer(&format!("ping_{i}"), now))
+                    .await
+                    .unwrap();
+            }
+            let mut sales: Vec<_> = ["a", "b", "c"]
+                .iter()
+                .map(|i| sale_of(&format!("ping_{i}"), &format!("lead_{i}"), "14.99", now))
+                .collect();
+            sales[1].transaction.entries[0].amount_cents += 1;
+            let attempts = [attempt("accepted", now)];
+            let batch: Vec<_> = sales.iter().map(|s| (s, &attempts[..])).collect();
+            let outcomes = pg.record_sales(&batch).await;
+            assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+            assert!(
+                matches!(outcomes[1], Err(StoreError::Other(_))),
+                "{outcomes:?}"
+            );
+            assert_eq!(
+                store.get_ping("ping_b").await.unwrap().unwrap().status,
+                PingStatus::Offer
+            );
+            assert_eq!(books.sql.books().await, (2, 2, 6));
+        },
+    )
+    .await
+}
+
 /// The hour's revenue by each dimension from the rollup, each checked against the ledger's
 /// (one group per dimension: the fixtures' sales share buyer, seller and vertical).
 async fn rollup_by_dimension(store: &dyn Store, hour: DateTime<Utc>) -> Vec<RevenueSums> {

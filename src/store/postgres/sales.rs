@@ -96,15 +96,17 @@ async fn write_batches(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-/// Writes uncapped sales, each balanced, in as few statements as the database allows, and
+/// Writes uncapped sales, each already checked balanced by the caller, in as few statements as the database allows, and
 /// gives each its own outcome, in order: a sale whose ping is no longer an offer is a
 /// conflict and writes nothing.
 pub(super) async fn record_sales(
     pool: &PgPool,
     sales: &[(&NewSale, &[PostAttempt])],
 ) -> Vec<StoreResult<()>> {
-    if let [(sale, attempts)] = sales {
-        return vec![record_one(pool, sale, attempts).await];
+    match sales {
+        [] => return Vec::new(),
+        [(sale, attempts)] => return vec![record_one(pool, sale, attempts).await],
+        _ => {}
     }
     match insert_sales(pool, sales).await {
         Ok(sold) => sales
@@ -219,11 +221,6 @@ async fn insert_sales(
     pool: &PgPool,
     sales: &[(&NewSale, &[PostAttempt])],
 ) -> StoreResult<HashSet<String>> {
-    for (sale, _) in sales {
-        sale.transaction
-            .check_balanced()
-            .map_err(|e| StoreError::Other(e.into()))?;
-    }
     let sales_only: Vec<&NewSale> = sales.iter().map(|(sale, _)| *sale).collect();
     let sums: Vec<RevenueSums> =
         column(&sales_only, |s| RevenueSums::of_transaction(&s.transaction));
