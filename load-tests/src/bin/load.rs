@@ -9,7 +9,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -335,8 +335,13 @@ async fn measured(
     let refused_before = fleet.counters.accept_errors.load(Ordering::Relaxed);
     let cpu_before = CpuTicks::now();
     let exchange_before = report::process_ticks(exchange_pids);
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn(worst_steal(sampling.clone()));
     let stats = generator.run(mode, duration).await;
-    let cpu = CpuUse::between(cpu_before, CpuTicks::now(), cores(), stats.flows);
+    let mut cpu = CpuUse::between(cpu_before, CpuTicks::now(), cores(), stats.flows);
+    sampling.store(false, Ordering::Relaxed);
+    let worst = sampler.await.unwrap_or_default();
+    cpu.stolen_worst = cpu.stolen_worst.max(worst);
     // A tick is 10 ms (USER_HZ 100).
     let exchange_ms_per_flow = (!exchange_pids.is_empty()).then(|| {
         (report::process_ticks(exchange_pids) - exchange_before) as f64 * 10.0
@@ -356,6 +361,19 @@ async fn measured(
         cpu,
         exchange_ms_per_flow,
     }
+}
+
+/// The largest share of the machine the host took in any half second while `sampling` holds.
+async fn worst_steal(sampling: Arc<AtomicBool>) -> f64 {
+    let mut worst: f64 = 0.0;
+    let mut last = CpuTicks::now();
+    while sampling.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = CpuTicks::now();
+        worst = worst.max(CpuUse::between(last, now, cores(), 1).stolen);
+        last = now;
+    }
+    worst
 }
 
 fn cores() -> usize {
