@@ -89,10 +89,16 @@ where
     }
 }
 
-async fn fresh_pg(url: String) -> Books {
-    let store = PgStore::connect(&url, 4, Duration::from_secs(10))
+/// A `PgStore` on `url` (already migrated), for the PostgreSQL-only calls a test makes
+/// beside `Books::store`.
+pub async fn pg_store(url: &str) -> PgStore {
+    PgStore::connect(url, 4, Duration::from_secs(10))
         .await
-        .expect("building the pool");
+        .expect("building the pool")
+}
+
+async fn fresh_pg(url: String) -> Books {
+    let store = pg_store(&url).await;
     store.migrate().await.expect("migrating");
     store
         .migrate()

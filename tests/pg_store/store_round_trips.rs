@@ -802,13 +802,7 @@ async fn postgres_writes_concurrent_sales_together_and_a_bad_one_fails_alone() {
         "postgres_writes_concurrent_sales_together_and_a_bad_one_fails_alone",
         |books| async move {
             let store = &*books.store;
-            let pg = pingpost::store::PgStore::connect(
-                &books.url,
-                4,
-                std::time::Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+            let pg = pg_store(&books.url).await;
             let now = t0();
             sell(store, "ping_taken", "lead_taken", now).await;
             for i in 0..6 {
@@ -918,13 +912,7 @@ async fn postgres_refuses_an_unbalanced_sale_of_a_batch_alone() {
         "postgres_refuses_an_unbalanced_sale_of_a_batch_alone",
         |books| async move {
             let store = &*books.store;
-            let pg = pingpost::store::PgStore::connect(
-                &books.url,
-                4,
-                std::time::Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+            let pg = pg_store(&books.url).await;
             let now = t0();
             for i in ["a", "b", "c"] {
                 store
