@@ -89,8 +89,8 @@ where
     }
 }
 
-/// A `PgStore` on `url` (already migrated), for the PostgreSQL-only calls a test makes
-/// beside `Books::store`.
+/// A `PgStore` on `url`: the store `fresh_pg` migrates, and the handle for the
+/// PostgreSQL-only calls a test makes beside `Books::store`.
 pub async fn pg_store(url: &str) -> PgStore {
     PgStore::connect(url, 4, Duration::from_secs(10))
         .await
