@@ -41,6 +41,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Pages in the WAL at which the writer finishes the checkpointer's work, so that the WAL
 /// starts over from its beginning (see `checkpoints`).
 const WAL_RESTART_PAGES: i64 = 512;
+/// Catch-up passes at most before each finish (see `catch_up`).
+const CATCH_UP_PASSES_MAX: usize = 3;
+/// Frames left uncopied after a pass at which catching up stops: about what a batch or two
+/// commits.
+const CATCH_UP_FRAMES_LEFT: i64 = 64;
 /// SQLite's own checkpoint on the writer, should the checkpointer stop or fall behind.
 const AUTOCHECKPOINT_BACKSTOP_PAGES: i64 = 10_000;
 
@@ -283,12 +288,34 @@ fn checkpoints(connection: Connection, shared: &Checkpoint, stop: std_mpsc::Rece
         });
         match passed {
             Ok((0, pages)) if pages >= WAL_RESTART_PAGES => {
+                catch_up(&connection);
                 shared.finish.store(true, Ordering::Release)
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "SQLite checkpoint failed; the writer checkpoints instead")
             }
+        }
+    }
+}
+
+/// Passes run back to back before the writer is asked to finish: each copies what was
+/// committed during the one before, until few frames are left. The finish then copies and
+/// syncs only those, and the writes queued behind it wait that much less
+/// (load-tests/RESULTS.md, item 47).
+fn catch_up(connection: &Connection) {
+    for _ in 0..CATCH_UP_PASSES_MAX {
+        let passed = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        });
+        match passed {
+            Ok((0, frames, copied)) if frames - copied > CATCH_UP_FRAMES_LEFT => {}
+            // Caught up, or busy, or failed: the writer's finish does the rest either way.
+            _ => return,
         }
     }
 }
@@ -1077,6 +1104,38 @@ mod tests {
             }
         }
         assert!(best >= 3, "the WAL started over {best} times at most");
+    }
+
+    #[test]
+    fn catching_up_copies_the_whole_wal_so_that_the_next_write_starts_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "wal").unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer
+            .execute("create table t (n integer primary key, pad blob)", [])
+            .unwrap();
+        let add = |n: i64| {
+            writer
+                .execute("insert into t (n, pad) values (?1, zeroblob(4000))", [n])
+                .unwrap()
+        };
+        for n in 0..200 {
+            add(n);
+        }
+        // The WAL header's checkpoint sequence counts the times the WAL started over.
+        let restarts = || {
+            let wal = std::fs::read(dir.path().join("c.db-wal")).unwrap();
+            u32::from_be_bytes(wal[12..16].try_into().unwrap())
+        };
+        let before = restarts();
+        add(200);
+        assert_eq!(restarts(), before, "nothing copied yet: the WAL goes on");
+        catch_up(&Connection::open(&path).unwrap());
+        add(201);
+        assert_eq!(restarts(), before + 1);
+        assert_eq!(rows(&path).len(), 202);
     }
 
     /// Eight writers that never pause, two pages a row: 24,000 pages (96 MB) through the
