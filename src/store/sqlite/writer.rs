@@ -1124,11 +1124,7 @@ mod tests {
         for n in 0..200 {
             add(n);
         }
-        // The WAL header's checkpoint sequence counts the times the WAL started over.
-        let restarts = || {
-            let wal = std::fs::read(dir.path().join("c.db-wal")).unwrap();
-            u32::from_be_bytes(wal[12..16].try_into().unwrap())
-        };
+        let restarts = || wal_restarts(&dir.path().join("c.db-wal"));
         let before = restarts();
         add(200);
         assert_eq!(restarts(), before, "nothing copied yet: the WAL goes on");
@@ -1170,7 +1166,12 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(rows(&path).len() as i64, ROWS);
-        let wal = std::fs::read(dir.path().join("w.db-wal")).unwrap();
+        wal_restarts(&dir.path().join("w.db-wal"))
+    }
+
+    /// The times a WAL started over: its header's checkpoint sequence.
+    fn wal_restarts(wal: &Path) -> u32 {
+        let wal = std::fs::read(wal).unwrap();
         u32::from_be_bytes(wal[12..16].try_into().unwrap())
     }
 }
