@@ -1,5 +1,9 @@
 //! pingpost: a ping-post lead exchange.
 
+// Input from sellers, buyers and the database must never panic the server: outside tests no
+// `unwrap()`; a panic that cannot happen says why in an `expect`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod auction;
 pub mod buyer_client;
 pub mod config;

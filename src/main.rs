@@ -1,5 +1,9 @@
 //! The `pingpost` command: serve the exchange, apply migrations, or run the demo buyers.
 
+// Input from sellers, buyers and the database must never panic the server: outside tests no
+// `unwrap()`; a panic that cannot happen says why in an `expect`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 // jemalloc instead of the system allocator: see Cargo.toml.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
