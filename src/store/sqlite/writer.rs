@@ -283,11 +283,8 @@ fn checkpoints(connection: Connection, shared: &Checkpoint, stop: std_mpsc::Rece
             continue;
         }
         seen = commits;
-        let passed = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-        });
-        match passed {
-            Ok((0, pages)) if pages >= WAL_RESTART_PAGES => {
+        match passive_checkpoint(&connection) {
+            Ok((0, frames, _)) if frames >= WAL_RESTART_PAGES => {
                 catch_up(&connection);
                 shared.finish.store(true, Ordering::Release)
             }
@@ -305,19 +302,20 @@ fn checkpoints(connection: Connection, shared: &Checkpoint, stop: std_mpsc::Rece
 /// (load-tests/RESULTS.md, item 47).
 fn catch_up(connection: &Connection) {
     for _ in 0..CATCH_UP_PASSES_MAX {
-        let passed = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        });
-        match passed {
+        match passive_checkpoint(connection) {
             Ok((0, frames, copied)) if frames - copied > CATCH_UP_FRAMES_LEFT => {}
             // Caught up, or busy, or failed: the writer's finish does the rest either way.
             _ => return,
         }
     }
+}
+
+/// One `wal_checkpoint(PASSIVE)`: whether it was blocked (1) or not (0), the frames in the
+/// WAL, and the frames copied into the database file so far.
+fn passive_checkpoint(connection: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })
 }
 
 fn run_jobs(
@@ -362,9 +360,7 @@ fn run_jobs(
                 // After the batch's answers: the pages committed since the checkpointer's
                 // pass, so that the next transaction starts the WAL over.
                 if checkpoint.finish.swap(false, Ordering::AcqRel) {
-                    if let Err(e) =
-                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
+                    if let Err(e) = passive_checkpoint(&connection) {
                         tracing::warn!(error = %e, "SQLite checkpoint failed on the writer");
                     }
                 }
